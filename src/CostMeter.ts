@@ -1,0 +1,131 @@
+/**
+ * Cost metering: turns each call's usage into dollars from the deployment's pricing, keeps
+ * spend per deployment, group and request tag (in {@link RouterState}), and puts the cost on
+ * every response's route info.
+ *
+ * Price lookup, first match wins: the deployment's own `pricing`; the `prices` given to
+ * {@link layer} (keyed by upstream model); the built-in table; else 0.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import type { Deployment } from "./Deployment.js"
+import type { InvalidConfig } from "./Errors.js"
+import * as internal from "./internal/costMeter.js"
+import type { Pricing } from "./internal/pricing.js"
+import { builtinPrices as builtin } from "./internal/prices.js"
+import type { RouterState } from "./RouterState.js"
+
+export type { Pricing } from "./internal/pricing.js"
+
+/**
+ * Where spend is kept.
+ *
+ * @since 0.1.0
+ */
+export type SpendScope =
+  | { readonly deployment: string }
+  | { readonly group: string }
+  | { readonly tag: string }
+  | "total"
+
+/**
+ * The cost meter's operations.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  /** The price the meter uses for a deployment, if it knows one. */
+  readonly pricing: (deployment: Deployment) => Pricing | undefined
+  /** Dollars for a call's usage on a deployment. */
+  readonly cost: (
+    deployment: Deployment,
+    usage: { readonly prompt_tokens: number; readonly completion_tokens?: number | undefined }
+  ) => number
+  /** Adds a call's cost to the deployment's, its group's, each tag's and the total spend. */
+  readonly record: (deployment: Deployment, tags: ReadonlyArray<string>, cost: number) => Effect.Effect<void>
+  /** Dollars spent so far in a scope. */
+  readonly spend: (scope: SpendScope) => Effect.Effect<number>
+}
+
+/**
+ * The cost meter tag.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { CostMeter } from "effect-llm-router"
+ * const spentByTeam = Effect.flatMap(CostMeter.CostMeter, (meter) => meter.spend({ tag: "team-a" }))
+ * @since 0.1.0
+ */
+export class CostMeter extends Context.Tag("effect-llm-router/CostMeter")<CostMeter, Service>() {}
+
+/**
+ * Options of the default meter.
+ *
+ * - `prices`: per upstream model, in our form or LiteLLM's (`input_cost_per_token`, ...);
+ *   overrides the built-in table
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly prices?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The built-in price table (USD per token, vendors' list prices for common models).
+ *
+ * @example
+ * import { CostMeter } from "effect-llm-router"
+ * CostMeter.builtinPrices["gpt-4o-mini"].inputCostPerToken // 1.5e-7
+ * @since 0.1.0
+ */
+export const builtinPrices: Readonly<Record<string, Pricing>> = builtin
+
+/**
+ * Reads a price table in LiteLLM's `model_prices_and_context_window.json` format, keeping the
+ * entries that have both token prices (others, such as image models, are skipped).
+ *
+ * @example
+ * import { CostMeter } from "effect-llm-router"
+ * const table = CostMeter.fromLiteLLM({
+ *   "my-model": { input_cost_per_token: 0.000001, output_cost_per_token: 0.000002, max_input_tokens: 128000 }
+ * })
+ * @since 0.1.0
+ */
+export const fromLiteLLM: (json: unknown) => Either.Either<Record<string, Pricing>, InvalidConfig> = internal.fromLiteLLM
+
+/**
+ * Builds the default meter.
+ *
+ * @example
+ * import { CostMeter } from "effect-llm-router"
+ * const meter = CostMeter.make({ prices: { "my-model": { inputCostPerToken: 1e-6, outputCostPerToken: 2e-6 } } })
+ * @since 0.1.0
+ */
+export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig, RouterState> = internal.make
+
+/**
+ * The default meter as a Layer.
+ *
+ * @example
+ * import { CostMeter } from "effect-llm-router"
+ * const CostLive = CostMeter.layer({ prices: { "llama3": { input_cost_per_token: 0, output_cost_per_token: 0 } } })
+ * @since 0.1.0
+ */
+export const layer = (options?: Options): Layer.Layer<CostMeter, InvalidConfig, RouterState> =>
+  Layer.effect(CostMeter, make(options))
+
+/**
+ * Dollars spent in a scope, read from the meter in context.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { CostMeter } from "effect-llm-router"
+ * const program = CostMeter.spend({ group: "fast" }).pipe(Effect.tap((usd) => Effect.log(usd)))
+ * @since 0.1.0
+ */
+export const spend = (scope: SpendScope): Effect.Effect<number, never, CostMeter> =>
+  Effect.flatMap(CostMeter, (meter) => meter.spend(scope))

@@ -1,0 +1,202 @@
+/**
+ * Deployments: one concrete endpoint each (provider + base URL + key + upstream model) with its
+ * limits, weight, tags, price and context window. Deployments sharing a `group` form the pool a
+ * caller addresses by that group name.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as Hash from "effect/Hash"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { InvalidConfig } from "./Errors.js"
+import { type Pricing, PricingInput } from "./internal/pricing.js"
+import { decodeConfig, DurationInput, NonEmptyString, NonNegativeNumber, PositiveInt } from "./internal/schemas.js"
+import { isProvider, type Provider, type Target } from "./Provider.js"
+
+const ProviderRef = Schema.Union(
+  NonEmptyString,
+  Schema.declare(isProvider, { identifier: "Provider" })
+).annotations({ message: () => "expected a provider name or a Provider object" })
+
+const ApiKey = Schema.Union(Schema.RedactedFromSelf(Schema.String), Schema.Redacted(Schema.String))
+
+/**
+ * The config of one deployment, as the router accepts it.
+ *
+ * - `id`: stable id; derived from the config (group, provider, model, base URL, tags) when absent
+ * - `group`: the model group callers ask for
+ * - `provider`: a {@link Provider} or the name of one given to `Router.layer({ providers })`
+ * - `model`: the upstream model id
+ * - `apiKey`: a string or a `Redacted` string; kept `Redacted` from here on
+ * - `weight`: share of traffic under the default selector (else `rpm`, else `tpm`, else uniform)
+ * - `rpm`, `tpm`: the upstream's limits (weights for now; enforcement arrives later)
+ * - `maxConcurrent`: in-flight calls allowed at once (enforced)
+ * - `tags`: requests with `metadata.tags` only go to deployments carrying all of them
+ * - `pricing`: dollars per token; else the built-in table by model; else cost is 0
+ * - `contextWindow`: the model's context window in tokens
+ * - `timeout`: per call; the router's default when absent
+ *
+ * @example
+ * import { Deployment } from "effect-llm-router"
+ * const config: Deployment.DeploymentConfig = {
+ *   group: "fast",
+ *   provider: "openai",
+ *   model: "gpt-4o-mini",
+ *   apiKey: "sk-...",
+ *   rpm: 500,
+ *   maxConcurrent: 20,
+ *   tags: ["eu"],
+ *   timeout: "30 seconds"
+ * }
+ * @since 0.1.0
+ */
+export const DeploymentConfig = Schema.Struct({
+  id: Schema.optional(NonEmptyString),
+  group: NonEmptyString,
+  provider: ProviderRef,
+  model: NonEmptyString,
+  apiBase: Schema.optional(NonEmptyString),
+  apiKey: Schema.optional(ApiKey),
+  weight: Schema.optional(NonNegativeNumber),
+  rpm: Schema.optional(PositiveInt),
+  tpm: Schema.optional(PositiveInt),
+  maxConcurrent: Schema.optional(PositiveInt),
+  tags: Schema.optional(Schema.Array(Schema.String)),
+  pricing: Schema.optional(PricingInput),
+  contextWindow: Schema.optional(PositiveInt),
+  timeout: Schema.optional(DurationInput)
+})
+
+/**
+ * The config of one deployment, as written by a user.
+ *
+ * @since 0.1.0
+ */
+export type DeploymentConfig = typeof DeploymentConfig.Encoded
+
+/**
+ * A deployment as the router holds it: validated, with its provider resolved and its id fixed.
+ *
+ * @since 0.1.0
+ */
+export interface Deployment {
+  readonly id: string
+  /** Position in the router's deployment list; state stores index by it. */
+  readonly index: number
+  readonly group: string
+  readonly provider: Provider
+  readonly model: string
+  readonly apiBase: string | undefined
+  readonly apiKey: Redacted.Redacted<string> | undefined
+  readonly weight: number | undefined
+  readonly rpm: number | undefined
+  readonly tpm: number | undefined
+  readonly maxConcurrent: number | undefined
+  readonly tags: ReadonlyArray<string>
+  readonly pricing: Pricing | undefined
+  readonly contextWindow: number | undefined
+  readonly timeout: Duration.Duration | undefined
+  /** What the provider is called with; built once. */
+  readonly target: Target
+}
+
+const decodeDeployments = decodeConfig(Schema.Array(DeploymentConfig), "deployments")
+
+/**
+ * The id a deployment gets when its config names none: readable, and stable across restarts
+ * and reorderings because it hashes the config's identity, never its secrets.
+ *
+ * @example
+ * deriveId({ group: "fast", provider: "openai", model: "gpt-4o-mini" }) // "fast/gpt-4o-mini#1b2c3d4e"
+ * @since 0.1.0
+ */
+export const deriveId = (config: {
+  readonly group: string
+  readonly provider: string | Provider
+  readonly model: string
+  readonly apiBase?: string | undefined
+  readonly tags?: ReadonlyArray<string> | undefined
+}): string => {
+  const providerName = typeof config.provider === "string" ? config.provider : config.provider.name
+  const identity = [config.group, providerName, config.model, config.apiBase ?? "", ...(config.tags ?? [])].join("\u0000")
+  const hash = (Hash.string(identity) >>> 0).toString(16).padStart(8, "0")
+  return `${config.group}/${config.model}#${hash}`
+}
+
+/**
+ * Validates deployment configs and resolves provider names against `providers`. Every problem
+ * is reported at once, each with its path (`deployments[2].weight: expected a non-negative number`).
+ *
+ * @example
+ * import { Either } from "effect"
+ * import { Deployment } from "effect-llm-router"
+ * const result = Deployment.fromConfig([{ group: "fast", provider: "fake", model: "m", weight: -1 }], {})
+ * Either.isLeft(result) // true: deployments[0].weight, deployments[0].provider
+ * @since 0.1.0
+ */
+export const fromConfig = (
+  configs: unknown,
+  providers: Readonly<Record<string, Provider>>
+): Either.Either<ReadonlyArray<Deployment>, InvalidConfig> => {
+  const decoded = decodeDeployments(configs)
+  if (decoded._tag === "Left") return Either.left(decoded.left)
+  const issues: Array<{ path: string; message: string }> = []
+  const seen = new Map<string, number>()
+  const deployments: Array<Deployment> = []
+  if (decoded.right.length === 0) {
+    issues.push({ path: "deployments", message: "expected at least one deployment" })
+  }
+  decoded.right.forEach((config, index) => {
+    let provider: Provider | undefined
+    if (typeof config.provider === "string") {
+      provider = Object.prototype.hasOwnProperty.call(providers, config.provider) ? providers[config.provider] : undefined
+      if (provider === undefined) {
+        const known = Object.keys(providers)
+        issues.push({
+          path: `deployments[${index}].provider`,
+          message: `unknown provider "${config.provider}"; known: ${known.length === 0 ? "(none given)" : known.join(", ")}`
+        })
+        return
+      }
+    } else {
+      provider = config.provider
+    }
+    const id = config.id ?? deriveId(config)
+    const previous = seen.get(id)
+    if (previous !== undefined) {
+      issues.push({
+        path: `deployments[${index}].id`,
+        message: `duplicate deployment id "${id}" (also deployments[${previous}]); give one an explicit id`
+      })
+      return
+    }
+    seen.set(id, index)
+    deployments.push({
+      id,
+      index: deployments.length,
+      group: config.group,
+      provider,
+      model: config.model,
+      apiBase: config.apiBase,
+      apiKey: config.apiKey,
+      weight: config.weight,
+      rpm: config.rpm,
+      tpm: config.tpm,
+      maxConcurrent: config.maxConcurrent,
+      tags: config.tags ?? [],
+      pricing: config.pricing,
+      contextWindow: config.contextWindow,
+      timeout: config.timeout,
+      target: {
+        deploymentId: id,
+        model: config.model,
+        apiBase: config.apiBase,
+        apiKey: config.apiKey,
+        timeout: config.timeout
+      }
+    })
+  })
+  return issues.length > 0 ? Either.left(InvalidConfig.fromIssues(issues)) : Either.right(deployments)
+}

@@ -1,0 +1,297 @@
+/**
+ * Every failure a caller of the router can see, as tagged errors, and the one table that says
+ * what the router does with each: retry it, cool the deployment down, fall back to which kind
+ * of fallback group.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
+
+/**
+ * One call to one deployment, as recorded on a route and on errors.
+ *
+ * @since 0.1.0
+ */
+export interface Attempt {
+  readonly deploymentId: string
+  readonly group: string
+  /** The tag of the error this attempt ended with; absent when it succeeded. */
+  readonly error?: ErrorTag | undefined
+  readonly latencyMs: number
+}
+
+/**
+ * Facts every provider error carries.
+ *
+ * @since 0.1.0
+ */
+export interface ProviderErrorFields {
+  readonly provider: string
+  readonly deploymentId: string
+  readonly message: string
+  /** HTTP status when the upstream answered with one. */
+  readonly status?: number | undefined
+  /** How long the upstream asked us to wait (retry-after headers). */
+  readonly retryAfter?: Duration.Duration | undefined
+  /** Every attempt the router made, on errors the router returns to a caller. */
+  readonly attempts?: ReadonlyArray<Attempt> | undefined
+}
+
+/**
+ * The upstream said 429: too many requests or tokens.
+ *
+ * @example
+ * new RateLimited({ provider: "openai", deploymentId: "gpt-a", status: 429, message: "slow down", retryAfter: Duration.seconds(2) })
+ * @since 0.1.0
+ */
+export class RateLimited extends Data.TaggedError("RateLimited")<ProviderErrorFields> {}
+
+/**
+ * The call did not finish in time (ours or the upstream's 408).
+ *
+ * @example
+ * new Timeout({ provider: "openai", deploymentId: "gpt-a", message: "timed out after 30s" })
+ * @since 0.1.0
+ */
+export class Timeout extends Data.TaggedError("Timeout")<ProviderErrorFields> {}
+
+/**
+ * The prompt does not fit the model's context window.
+ *
+ * @example
+ * new ContextWindowExceeded({ provider: "openai", deploymentId: "gpt-a", status: 400, message: "maximum context length is 8192 tokens" })
+ * @since 0.1.0
+ */
+export class ContextWindowExceeded extends Data.TaggedError("ContextWindowExceeded")<ProviderErrorFields> {}
+
+/**
+ * The upstream refused the content (content policy / safety filter).
+ *
+ * @example
+ * new ContentPolicy({ provider: "azure", deploymentId: "gpt-a", status: 400, message: "content_filter" })
+ * @since 0.1.0
+ */
+export class ContentPolicy extends Data.TaggedError("ContentPolicy")<ProviderErrorFields> {}
+
+/**
+ * The credentials were refused (401, 403).
+ *
+ * @example
+ * new Authentication({ provider: "openai", deploymentId: "gpt-a", status: 401, message: "invalid api key" })
+ * @since 0.1.0
+ */
+export class Authentication extends Data.TaggedError("Authentication")<ProviderErrorFields> {}
+
+/**
+ * The upstream does not know the model (404).
+ *
+ * @example
+ * new ModelNotFound({ provider: "openai", deploymentId: "gpt-a", status: 404, message: "model gpt-9 does not exist" })
+ * @since 0.1.0
+ */
+export class ModelNotFound extends Data.TaggedError("ModelNotFound")<ProviderErrorFields> {}
+
+/**
+ * The request itself is wrong (400 and other 4xx not covered elsewhere).
+ *
+ * @example
+ * new BadRequest({ provider: "openai", deploymentId: "gpt-a", status: 400, message: "temperature must be <= 2" })
+ * @since 0.1.0
+ */
+export class BadRequest extends Data.TaggedError("BadRequest")<ProviderErrorFields> {}
+
+/**
+ * The upstream failed or is unavailable (5xx, overloaded).
+ *
+ * @example
+ * new ServerError({ provider: "anthropic", deploymentId: "claude-a", status: 529, message: "overloaded" })
+ * @since 0.1.0
+ */
+export class ServerError extends Data.TaggedError("ServerError")<ProviderErrorFields> {}
+
+/**
+ * The connection failed (refused, reset, DNS).
+ *
+ * @example
+ * new NetworkError({ provider: "openai", deploymentId: "gpt-a", message: "ECONNRESET" })
+ * @since 0.1.0
+ */
+export class NetworkError extends Data.TaggedError("NetworkError")<ProviderErrorFields> {}
+
+/**
+ * The upstream answered something we could not read (not JSON, wrong shape, cut stream).
+ *
+ * @example
+ * new MalformedResponse({ provider: "openai", deploymentId: "gpt-a", status: 200, message: "expected JSON" })
+ * @since 0.1.0
+ */
+export class MalformedResponse extends Data.TaggedError("MalformedResponse")<ProviderErrorFields> {}
+
+/**
+ * Any error a provider call can end with.
+ *
+ * @since 0.1.0
+ */
+export type ProviderError =
+  | RateLimited
+  | Timeout
+  | ContextWindowExceeded
+  | ContentPolicy
+  | Authentication
+  | ModelNotFound
+  | BadRequest
+  | ServerError
+  | NetworkError
+  | MalformedResponse
+
+/**
+ * Why no deployment of a group could take a request.
+ *
+ * - `cooling_down`: every deployment is cooling down; `retryAfter` says when the first returns
+ * - `over_limits`: every deployment is at its concurrency limit
+ * - `none_fits`: no deployment carries the request's tags
+ * - `excluded`: every remaining deployment already failed this request
+ *
+ * @since 0.1.0
+ */
+export type UnavailableReason = "cooling_down" | "over_limits" | "none_fits" | "excluded"
+
+/**
+ * No deployment of the group could take the request right now.
+ *
+ * @example
+ * new NoDeploymentAvailable({ group: "fast", reason: "cooling_down", retryAfter: Duration.seconds(4), message: "..." })
+ * @since 0.1.0
+ */
+export class NoDeploymentAvailable extends Data.TaggedError("NoDeploymentAvailable")<{
+  readonly group: string
+  readonly reason: UnavailableReason
+  readonly message: string
+  /** When the first cooling deployment returns. */
+  readonly retryAfter?: Duration.Duration | undefined
+  readonly attempts?: ReadonlyArray<Attempt> | undefined
+}> {}
+
+/**
+ * The request asked for a model group the router does not know.
+ *
+ * @example
+ * new UnknownGroup({ group: "gpt-9", knownGroups: ["fast", "smart"], message: "unknown model group gpt-9; known: fast, smart" })
+ * @since 0.1.0
+ */
+export class UnknownGroup extends Data.TaggedError("UnknownGroup")<{
+  readonly group: string
+  readonly knownGroups: ReadonlyArray<string>
+  readonly message: string
+  readonly attempts?: ReadonlyArray<Attempt> | undefined
+}> {}
+
+/**
+ * Router configuration that cannot work. Raised when the router is built, never later.
+ * Each issue names the path of the bad field, e.g. `deployments[2].weight`.
+ *
+ * @example
+ * new InvalidConfig({ issues: [{ path: "deployments[2].weight", message: "expected a non-negative number" }], message: "..." })
+ * @since 0.1.0
+ */
+export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{
+  readonly issues: ReadonlyArray<{ readonly path: string; readonly message: string }>
+  readonly message: string
+}> {
+  /**
+   * Builds the error from its issues, with a message listing them one per line.
+   *
+   * @since 0.1.0
+   */
+  static fromIssues(issues: ReadonlyArray<{ readonly path: string; readonly message: string }>): InvalidConfig {
+    return new InvalidConfig({
+      issues,
+      message: `invalid router config:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join("\n")}`
+    })
+  }
+}
+
+/**
+ * Any error `Router.chat`, `Router.stream` or `Router.embed` can end with.
+ *
+ * @since 0.1.0
+ */
+export type RouterError = ProviderError | NoDeploymentAvailable | UnknownGroup
+
+/**
+ * The tag of a {@link RouterError}.
+ *
+ * @since 0.1.0
+ */
+export type ErrorTag = RouterError["_tag"]
+
+/**
+ * Which fallback list a failure moves on to once its group is exhausted.
+ *
+ * @since 0.1.0
+ */
+export type FallbackKind = "generic" | "context_window" | "content_policy" | "none"
+
+/**
+ * What the router does with an error.
+ *
+ * - `retryable`: the default retry schedule tries again (on another deployment when there is one)
+ * - `cooldown`: `"count"` counts toward the deployment's failure thresholds, `"immediate"` cools
+ *   it down at once, `"none"` leaves its health alone (the request was at fault)
+ * - `fallback`: which fallback list applies once the group is exhausted
+ *
+ * @since 0.1.0
+ */
+export interface Classification {
+  readonly retryable: boolean
+  readonly cooldown: "none" | "count" | "immediate"
+  readonly fallback: FallbackKind
+}
+
+/**
+ * The classification table: one row per error tag. Retry, cooldown and fallback policies read
+ * it; none of them test error types on their own.
+ *
+ * @example
+ * import { Errors } from "effect-llm-router"
+ * Errors.classification.RateLimited // { retryable: true, cooldown: "count", fallback: "generic" }
+ * @since 0.1.0
+ */
+export const classification: { readonly [K in ErrorTag]: Classification } = {
+  RateLimited: { retryable: true, cooldown: "count", fallback: "generic" },
+  Timeout: { retryable: true, cooldown: "count", fallback: "generic" },
+  ServerError: { retryable: true, cooldown: "count", fallback: "generic" },
+  NetworkError: { retryable: true, cooldown: "count", fallback: "generic" },
+  MalformedResponse: { retryable: true, cooldown: "count", fallback: "generic" },
+  Authentication: { retryable: false, cooldown: "immediate", fallback: "generic" },
+  ModelNotFound: { retryable: false, cooldown: "immediate", fallback: "generic" },
+  BadRequest: { retryable: false, cooldown: "none", fallback: "none" },
+  ContextWindowExceeded: { retryable: false, cooldown: "none", fallback: "context_window" },
+  ContentPolicy: { retryable: false, cooldown: "none", fallback: "content_policy" },
+  NoDeploymentAvailable: { retryable: false, cooldown: "none", fallback: "generic" },
+  UnknownGroup: { retryable: false, cooldown: "none", fallback: "none" }
+}
+
+/**
+ * Looks an error up in the {@link classification} table.
+ *
+ * @example
+ * classify(new Timeout({ provider: "p", deploymentId: "d", message: "slow" })).retryable // true
+ * @since 0.1.0
+ */
+export const classify = (error: RouterError): Classification => classification[error._tag]
+
+const providerErrorTags: ReadonlySet<string> = new Set([
+  "RateLimited", "Timeout", "ContextWindowExceeded", "ContentPolicy", "Authentication",
+  "ModelNotFound", "BadRequest", "ServerError", "NetworkError", "MalformedResponse"
+])
+
+/**
+ * Whether an error came from a provider call (as opposed to the router itself).
+ *
+ * @example
+ * isProviderError(new ServerError({ provider: "p", deploymentId: "d", message: "boom" })) // true
+ * @since 0.1.0
+ */
+export const isProviderError = (error: RouterError): error is ProviderError => providerErrorTags.has(error._tag)

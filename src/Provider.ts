@@ -1,0 +1,470 @@
+/**
+ * The `Provider` interface and the request/response schemas every provider speaks.
+ *
+ * The wire shape is OpenAI's chat completions, the lingua franca of LLM APIs: a provider for
+ * another dialect (Anthropic Messages, say) maps from and to these schemas.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
+import type { ProviderError } from "./Errors.js"
+
+// ---------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------
+
+/**
+ * A text part of a message's content.
+ *
+ * @example
+ * const part: TextPart = { type: "text", text: "Hello" }
+ * @since 0.1.0
+ */
+export const TextPart = Schema.Struct({
+  type: Schema.Literal("text"),
+  text: Schema.String
+})
+/** @since 0.1.0 */
+export type TextPart = typeof TextPart.Type
+
+/**
+ * An image part of a message's content (URL or data URL).
+ *
+ * @example
+ * const part: ImagePart = { type: "image_url", image_url: { url: "https://example.com/cat.png" } }
+ * @since 0.1.0
+ */
+export const ImagePart = Schema.Struct({
+  type: Schema.Literal("image_url"),
+  image_url: Schema.Struct({
+    url: Schema.String,
+    detail: Schema.optional(Schema.Literal("auto", "low", "high"))
+  })
+})
+/** @since 0.1.0 */
+export type ImagePart = typeof ImagePart.Type
+
+/**
+ * One part of a message's content.
+ *
+ * @since 0.1.0
+ */
+export const ContentPart = Schema.Union(TextPart, ImagePart)
+/** @since 0.1.0 */
+export type ContentPart = typeof ContentPart.Type
+
+/**
+ * A message's content: a plain string or a list of parts.
+ *
+ * @since 0.1.0
+ */
+export const Content = Schema.Union(Schema.String, Schema.Array(ContentPart))
+/** @since 0.1.0 */
+export type Content = typeof Content.Type
+
+/**
+ * A tool call made by the assistant (OpenAI function-call shape; `arguments` is a JSON string).
+ *
+ * @example
+ * const call: ToolCall = { id: "call_1", type: "function", function: { name: "weather", arguments: "{\"city\":\"Oslo\"}" } }
+ * @since 0.1.0
+ */
+export const ToolCall = Schema.Struct({
+  id: Schema.String,
+  type: Schema.Literal("function"),
+  function: Schema.Struct({ name: Schema.String, arguments: Schema.String })
+})
+/** @since 0.1.0 */
+export type ToolCall = typeof ToolCall.Type
+
+/**
+ * A system message.
+ *
+ * @since 0.1.0
+ */
+export const SystemMessage = Schema.Struct({
+  role: Schema.Literal("system"),
+  content: Content,
+  name: Schema.optional(Schema.String)
+})
+
+/**
+ * A user message.
+ *
+ * @since 0.1.0
+ */
+export const UserMessage = Schema.Struct({
+  role: Schema.Literal("user"),
+  content: Content,
+  name: Schema.optional(Schema.String)
+})
+
+/**
+ * An assistant message: text, tool calls, or both.
+ *
+ * @since 0.1.0
+ */
+export const AssistantMessage = Schema.Struct({
+  role: Schema.Literal("assistant"),
+  content: Schema.optional(Schema.NullOr(Content)),
+  name: Schema.optional(Schema.String),
+  tool_calls: Schema.optional(Schema.Array(ToolCall)),
+  refusal: Schema.optional(Schema.NullOr(Schema.String))
+})
+/** @since 0.1.0 */
+export type AssistantMessage = typeof AssistantMessage.Type
+
+/**
+ * The result of a tool call, sent back to the model.
+ *
+ * @since 0.1.0
+ */
+export const ToolMessage = Schema.Struct({
+  role: Schema.Literal("tool"),
+  content: Content,
+  tool_call_id: Schema.String
+})
+
+/**
+ * Any chat message.
+ *
+ * @example
+ * const messages: ReadonlyArray<Message> = [
+ *   { role: "system", content: "Be brief." },
+ *   { role: "user", content: "Hi" }
+ * ]
+ * @since 0.1.0
+ */
+export const Message = Schema.Union(SystemMessage, UserMessage, AssistantMessage, ToolMessage)
+/** @since 0.1.0 */
+export type Message = typeof Message.Type
+
+// ---------------------------------------------------------------------------
+// Chat request
+// ---------------------------------------------------------------------------
+
+/**
+ * A tool (function) the model may call; `parameters` is a JSON Schema object.
+ *
+ * @since 0.1.0
+ */
+export const Tool = Schema.Struct({
+  type: Schema.Literal("function"),
+  function: Schema.Struct({
+    name: Schema.String,
+    description: Schema.optional(Schema.String),
+    parameters: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
+    strict: Schema.optional(Schema.Boolean)
+  })
+})
+/** @since 0.1.0 */
+export type Tool = typeof Tool.Type
+
+/**
+ * Whether and which tool the model must call.
+ *
+ * @since 0.1.0
+ */
+export const ToolChoice = Schema.Union(
+  Schema.Literal("none", "auto", "required"),
+  Schema.Struct({ type: Schema.Literal("function"), function: Schema.Struct({ name: Schema.String }) })
+)
+/** @since 0.1.0 */
+export type ToolChoice = typeof ToolChoice.Type
+
+/**
+ * The format the model must answer in.
+ *
+ * @since 0.1.0
+ */
+export const ResponseFormat = Schema.Union(
+  Schema.Struct({ type: Schema.Literal("text") }),
+  Schema.Struct({ type: Schema.Literal("json_object") }),
+  Schema.Struct({
+    type: Schema.Literal("json_schema"),
+    json_schema: Schema.Struct({
+      name: Schema.String,
+      description: Schema.optional(Schema.String),
+      schema: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
+      strict: Schema.optional(Schema.Boolean)
+    })
+  })
+)
+/** @since 0.1.0 */
+export type ResponseFormat = typeof ResponseFormat.Type
+
+/**
+ * Routing metadata of a request. `tags` restrict the request to deployments carrying every
+ * listed tag and are the keys spend is kept under.
+ *
+ * @since 0.1.0
+ */
+export const RequestMetadata = Schema.Struct(
+  { tags: Schema.optional(Schema.Array(Schema.String)) },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
+/** @since 0.1.0 */
+export type RequestMetadata = typeof RequestMetadata.Type
+
+/**
+ * A chat completion request. `model` is the model group the caller asks for; the router
+ * replaces it with the chosen deployment's upstream model before calling the provider.
+ *
+ * @example
+ * const request: ChatRequest = {
+ *   model: "claude-fast",
+ *   messages: [{ role: "user", content: "Hello" }],
+ *   max_tokens: 100,
+ *   metadata: { tags: ["team-a"] }
+ * }
+ * @since 0.1.0
+ */
+export const ChatRequest = Schema.Struct({
+  model: Schema.String,
+  messages: Schema.Array(Message),
+  tools: Schema.optional(Schema.Array(Tool)),
+  tool_choice: Schema.optional(ToolChoice),
+  temperature: Schema.optional(Schema.Number),
+  top_p: Schema.optional(Schema.Number),
+  max_tokens: Schema.optional(Schema.Number),
+  stop: Schema.optional(Schema.Union(Schema.String, Schema.Array(Schema.String))),
+  response_format: Schema.optional(ResponseFormat),
+  seed: Schema.optional(Schema.Number),
+  user: Schema.optional(Schema.String),
+  metadata: Schema.optional(RequestMetadata)
+})
+/** @since 0.1.0 */
+export type ChatRequest = typeof ChatRequest.Type
+
+// ---------------------------------------------------------------------------
+// Chat response
+// ---------------------------------------------------------------------------
+
+/**
+ * Token usage of one call.
+ *
+ * @example
+ * const usage: Usage = { prompt_tokens: 12, completion_tokens: 30, total_tokens: 42 }
+ * @since 0.1.0
+ */
+export const Usage = Schema.Struct({
+  prompt_tokens: Schema.Number,
+  completion_tokens: Schema.Number,
+  total_tokens: Schema.Number
+})
+/** @since 0.1.0 */
+export type Usage = typeof Usage.Type
+
+/**
+ * Why the model stopped.
+ *
+ * @since 0.1.0
+ */
+export const FinishReason = Schema.Literal("stop", "length", "tool_calls", "content_filter", "function_call")
+/** @since 0.1.0 */
+export type FinishReason = typeof FinishReason.Type
+
+/**
+ * One choice of a chat response.
+ *
+ * @since 0.1.0
+ */
+export const Choice = Schema.Struct({
+  index: Schema.Number,
+  message: AssistantMessage,
+  finish_reason: Schema.NullOr(FinishReason)
+})
+/** @since 0.1.0 */
+export type Choice = typeof Choice.Type
+
+/**
+ * A chat completion response.
+ *
+ * @example
+ * const response: ChatResponse = {
+ *   id: "chatcmpl-1",
+ *   object: "chat.completion",
+ *   created: 0,
+ *   model: "gpt-4o-mini",
+ *   choices: [{ index: 0, message: { role: "assistant", content: "Hi!" }, finish_reason: "stop" }],
+ *   usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
+ * }
+ * @since 0.1.0
+ */
+export const ChatResponse = Schema.Struct({
+  id: Schema.String,
+  object: Schema.Literal("chat.completion"),
+  created: Schema.Number,
+  model: Schema.String,
+  choices: Schema.Array(Choice),
+  usage: Schema.optional(Usage)
+})
+/** @since 0.1.0 */
+export type ChatResponse = typeof ChatResponse.Type
+
+/**
+ * A streamed piece of a tool call: the first delta of a call carries `id` and the function
+ * name, later ones append to `arguments`.
+ *
+ * @since 0.1.0
+ */
+export const ToolCallDelta = Schema.Struct({
+  index: Schema.Number,
+  id: Schema.optional(Schema.String),
+  type: Schema.optional(Schema.Literal("function")),
+  function: Schema.optional(
+    Schema.Struct({ name: Schema.optional(Schema.String), arguments: Schema.optional(Schema.String) })
+  )
+})
+/** @since 0.1.0 */
+export type ToolCallDelta = typeof ToolCallDelta.Type
+
+/**
+ * One chunk of a streamed chat response (OpenAI `chat.completion.chunk`). The last chunk
+ * may carry `usage` and no choices.
+ *
+ * @example
+ * const chunk: ChatChunk = {
+ *   id: "chatcmpl-1",
+ *   object: "chat.completion.chunk",
+ *   created: 0,
+ *   model: "gpt-4o-mini",
+ *   choices: [{ index: 0, delta: { content: "Hel" }, finish_reason: null }]
+ * }
+ * @since 0.1.0
+ */
+export const ChatChunk = Schema.Struct({
+  id: Schema.String,
+  object: Schema.Literal("chat.completion.chunk"),
+  created: Schema.Number,
+  model: Schema.String,
+  choices: Schema.Array(
+    Schema.Struct({
+      index: Schema.Number,
+      delta: Schema.Struct({
+        role: Schema.optional(Schema.Literal("assistant")),
+        content: Schema.optional(Schema.NullOr(Schema.String)),
+        tool_calls: Schema.optional(Schema.Array(ToolCallDelta)),
+        refusal: Schema.optional(Schema.NullOr(Schema.String))
+      }),
+      finish_reason: Schema.NullOr(FinishReason)
+    })
+  ),
+  usage: Schema.optional(Schema.NullOr(Usage))
+})
+/** @since 0.1.0 */
+export type ChatChunk = typeof ChatChunk.Type
+
+// ---------------------------------------------------------------------------
+// Embeddings
+// ---------------------------------------------------------------------------
+
+/**
+ * An embedding request. `model` is the model group.
+ *
+ * @example
+ * const request: EmbeddingRequest = { model: "embed", input: ["hello", "world"] }
+ * @since 0.1.0
+ */
+export const EmbeddingRequest = Schema.Struct({
+  model: Schema.String,
+  input: Schema.Union(Schema.String, Schema.Array(Schema.String)),
+  dimensions: Schema.optional(Schema.Number),
+  encoding_format: Schema.optional(Schema.Literal("float", "base64")),
+  user: Schema.optional(Schema.String),
+  metadata: Schema.optional(RequestMetadata)
+})
+/** @since 0.1.0 */
+export type EmbeddingRequest = typeof EmbeddingRequest.Type
+
+/**
+ * An embedding response.
+ *
+ * @since 0.1.0
+ */
+export const EmbeddingResponse = Schema.Struct({
+  object: Schema.Literal("list"),
+  model: Schema.String,
+  data: Schema.Array(
+    Schema.Struct({
+      object: Schema.Literal("embedding"),
+      index: Schema.Number,
+      embedding: Schema.Union(Schema.Array(Schema.Number), Schema.String)
+    })
+  ),
+  usage: Schema.optional(
+    Schema.Struct({ prompt_tokens: Schema.Number, total_tokens: Schema.Number })
+  )
+})
+/** @since 0.1.0 */
+export type EmbeddingResponse = typeof EmbeddingResponse.Type
+
+// ---------------------------------------------------------------------------
+// Provider
+// ---------------------------------------------------------------------------
+
+/**
+ * Where one call goes: the deployment the router chose, as the provider needs it.
+ *
+ * @since 0.1.0
+ */
+export interface Target {
+  /** The deployment's stable id; providers put it on every error they raise. */
+  readonly deploymentId: string
+  /** The upstream model id (the request's `model` is already set to it). */
+  readonly model: string
+  readonly apiBase: string | undefined
+  readonly apiKey: Redacted.Redacted<string> | undefined
+  readonly timeout: Duration.Duration | undefined
+}
+
+/**
+ * One upstream API dialect. A deployment binds a provider to an endpoint (base URL, key,
+ * upstream model); the router calls it with the request and that {@link Target}.
+ *
+ * Providers map every failure to a {@link ProviderError} carrying `provider` (the provider's
+ * `name`) and `deploymentId` (from the target). They do not retry: the router owns retries.
+ *
+ * @example
+ * import { Effect, Stream } from "effect"
+ * import { Errors, type Provider } from "effect-llm-router"
+ *
+ * const echo: Provider.Provider = {
+ *   name: "echo",
+ *   chat: (request, target) => Effect.succeed({
+ *     id: "1", object: "chat.completion", created: 0, model: target.model,
+ *     choices: [{ index: 0, message: { role: "assistant", content: "echo" }, finish_reason: "stop" }]
+ *   }),
+ *   stream: (_request, target) => Stream.fail(new Errors.BadRequest({
+ *     provider: "echo", deploymentId: target.deploymentId, message: "streaming not supported"
+ *   })),
+ *   embed: (_request, target) => Effect.fail(new Errors.BadRequest({
+ *     provider: "echo", deploymentId: target.deploymentId, message: "embeddings not supported"
+ *   }))
+ * }
+ * @since 0.1.0
+ */
+export interface Provider {
+  readonly name: string
+  readonly chat: (request: ChatRequest, target: Target) => Effect.Effect<ChatResponse, ProviderError>
+  readonly stream: (request: ChatRequest, target: Target) => Stream.Stream<ChatChunk, ProviderError>
+  readonly embed: (request: EmbeddingRequest, target: Target) => Effect.Effect<EmbeddingResponse, ProviderError>
+}
+
+/**
+ * Whether a value is a {@link Provider} (used to validate deployment config).
+ *
+ * @example
+ * isProvider({ name: "x", chat: () => {}, stream: () => {}, embed: () => {} }) // true
+ * @since 0.1.0
+ */
+export const isProvider = (u: unknown): u is Provider =>
+  typeof u === "object" && u !== null &&
+  typeof (u as Provider).name === "string" &&
+  typeof (u as Provider).chat === "function" &&
+  typeof (u as Provider).stream === "function" &&
+  typeof (u as Provider).embed === "function"

@@ -1,0 +1,232 @@
+/**
+ * The router: `chat`, `stream` and `embed` across the deployments of a model group, with
+ * selection, retries, cooldowns, fallbacks and cost metering supplied by their own services.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as Cooldown from "./Cooldown.js"
+import * as CostMeter from "./CostMeter.js"
+import type { Deployment, DeploymentConfig } from "./Deployment.js"
+import type { Attempt, InvalidConfig, RouterError } from "./Errors.js"
+import * as Fallback from "./Fallback.js"
+import * as internal from "./internal/router.js"
+import type { ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Provider, Usage } from "./Provider.js"
+import * as RetrySchedule from "./RetrySchedule.js"
+import * as RouterState from "./RouterState.js"
+import * as Selector from "./Selector.js"
+
+export type { Attempt } from "./Errors.js"
+
+/**
+ * How a request was served.
+ *
+ * @since 0.1.0
+ */
+export interface RouteInfo {
+  /** The deployment that answered. */
+  readonly deploymentId: string
+  /** The group that answered: the requested one or a fallback. */
+  readonly group: string
+  /** The group the caller asked for. */
+  readonly requestedGroup: string
+  /** The upstream model that answered. */
+  readonly model: string
+  /** Every attempt, in order, the successful one last. */
+  readonly attempts: ReadonlyArray<Attempt>
+  /** From the call to the router until the response (or, for streams, the last chunk). */
+  readonly latencyMs: number
+  /** Time spent in the router itself: total minus provider calls minus retry waits. */
+  readonly overheadMs: number
+  /** Dollars this request cost (the successful attempt's usage at the deployment's price). */
+  readonly cost: number
+  readonly usage: Usage | undefined
+}
+
+/**
+ * A response with its route info.
+ *
+ * @since 0.1.0
+ */
+export type Routed<A> = A & { readonly route: RouteInfo }
+
+/**
+ * A streamed chunk. The stream's last chunk carries `route` (with the cost from the final usage).
+ *
+ * @since 0.1.0
+ */
+export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
+
+/**
+ * The router's operations.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  readonly chat: (request: ChatRequest) => Effect.Effect<Routed<ChatResponse>, RouterError>
+  /**
+   * Retries and fallbacks happen before the first chunk; once a chunk has been emitted, an
+   * error ends the stream. The deployment's concurrency slot is held until the stream ends.
+   */
+  readonly stream: (request: ChatRequest) => Stream.Stream<RoutedChunk, RouterError>
+  readonly embed: (request: EmbeddingRequest) => Effect.Effect<Routed<EmbeddingResponse>, RouterError>
+  readonly deployments: ReadonlyArray<Deployment>
+  readonly groups: ReadonlyArray<string>
+}
+
+/**
+ * The router service tag.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { Router } from "effect-llm-router"
+ * const groups = Effect.map(Router.Router, (router) => router.groups)
+ * @since 0.1.0
+ */
+export class Router extends Context.Tag("effect-llm-router/Router")<Router, Service>() {}
+
+/**
+ * The router's own config.
+ *
+ * - `deployments`: validated when the layer is built; a bad field fails with `InvalidConfig`
+ *   naming its path
+ * - `providers`: providers that deployments name by string
+ * - `timeout`: per attempt (for streams: until the first chunk), when a deployment sets none.
+ *   Default 10 minutes
+ *
+ * @since 0.1.0
+ */
+export interface Config {
+  readonly deployments: ReadonlyArray<DeploymentConfig>
+  readonly providers?: Readonly<Record<string, Provider>>
+  readonly timeout?: Duration.DurationInput
+}
+
+/**
+ * Builds the router from its config and the routing services in context.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { Router } from "effect-llm-router"
+ * declare const config: Router.Config
+ * const router = Router.make(config) // Effect<Service, InvalidConfig, Selector | RetrySchedule | ...>
+ * @since 0.1.0
+ */
+export const make: (
+  config: Config
+) => Effect.Effect<
+  Service,
+  InvalidConfig,
+  | Selector.Selector
+  | RetrySchedule.RetrySchedule
+  | Cooldown.Cooldown
+  | Fallback.Fallback
+  | CostMeter.CostMeter
+  | RouterState.RouterState
+> = internal.make
+
+/**
+ * The router as a Layer. Provide the routing services, usually `Router.defaults` after any
+ * you want to replace.
+ *
+ * @example
+ * import { Layer } from "effect"
+ * import { Cooldown, Router, Selector } from "effect-llm-router"
+ * import { FakeProvider } from "effect-llm-router/testing"
+ *
+ * const RouterLive = Router.layer({
+ *   deployments: [
+ *     { group: "fast", provider: FakeProvider.make({ name: "a" }), model: "a-1" },
+ *     { group: "fast", provider: FakeProvider.make({ name: "b" }), model: "b-1" }
+ *   ]
+ * }).pipe(
+ *   Layer.provide(Selector.roundRobin),
+ *   Layer.provide(Cooldown.layer({ allowedFails: 3, duration: "30 seconds" })),
+ *   Layer.provide(Router.defaults)
+ * )
+ * @since 0.1.0
+ */
+export const layer = (
+  config: Config
+): Layer.Layer<
+  Router,
+  InvalidConfig,
+  | Selector.Selector
+  | RetrySchedule.RetrySchedule
+  | Cooldown.Cooldown
+  | Fallback.Fallback
+  | CostMeter.CostMeter
+  | RouterState.RouterState
+> => Layer.effect(Router, make(config))
+
+/**
+ * LiteLLM-like defaults for every routing service: weighted random selection, 2 jittered
+ * exponential retries for transient errors, the default cooldown, no fallbacks, the built-in
+ * price table, in-memory state.
+ *
+ * @example
+ * import { Layer } from "effect"
+ * import { Router } from "effect-llm-router"
+ * declare const config: Router.Config
+ * const RouterLive = Router.layer(config).pipe(Layer.provide(Router.defaults))
+ * @since 0.1.0
+ */
+export const defaults: Layer.Layer<
+  | Selector.Selector
+  | RetrySchedule.RetrySchedule
+  | Cooldown.Cooldown
+  | Fallback.Fallback
+  | CostMeter.CostMeter
+  | RouterState.RouterState,
+  InvalidConfig
+> = Layer.mergeAll(
+  Selector.weighted,
+  RetrySchedule.layer(),
+  Fallback.none,
+  Cooldown.layer(),
+  CostMeter.layer()
+).pipe(Layer.provideMerge(RouterState.memory()))
+
+/**
+ * Routes a chat request through the router in context.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { Router } from "effect-llm-router"
+ * const program = Effect.gen(function*() {
+ *   const reply = yield* Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] })
+ *   console.log(reply.choices[0].message.content, reply.route.deploymentId, reply.route.cost)
+ * })
+ * @since 0.1.0
+ */
+export const chat = (request: ChatRequest): Effect.Effect<Routed<ChatResponse>, RouterError, Router> =>
+  Effect.flatMap(Router, (router) => router.chat(request))
+
+/**
+ * Routes a streaming chat request through the router in context.
+ *
+ * @example
+ * import { Effect, Stream } from "effect"
+ * import { Router } from "effect-llm-router"
+ * const program = Router.stream({ model: "fast", messages: [{ role: "user", content: "Hi" }] }).pipe(
+ *   Stream.runForEach((chunk) => Effect.sync(() => process.stdout.write(chunk.choices[0]?.delta.content ?? "")))
+ * )
+ * @since 0.1.0
+ */
+export const stream = (request: ChatRequest): Stream.Stream<RoutedChunk, RouterError, Router> =>
+  Stream.unwrap(Effect.map(Router, (router) => router.stream(request)))
+
+/**
+ * Routes an embedding request through the router in context.
+ *
+ * @example
+ * import { Router } from "effect-llm-router"
+ * const program = Router.embed({ model: "embed", input: ["hello"] })
+ * @since 0.1.0
+ */
+export const embed = (request: EmbeddingRequest): Effect.Effect<Routed<EmbeddingResponse>, RouterError, Router> =>
+  Effect.flatMap(Router, (router) => router.embed(request))

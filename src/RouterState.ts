@@ -1,0 +1,137 @@
+/**
+ * The router's shared live state: per deployment the in-flight count, latency estimate, usage
+ * windows, failures and cooldown; spend per key. Every routing concern reads and writes it
+ * through this one service, so the in-memory default can be replaced by a shared store
+ * (many app instances, one view) without touching the policies.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type { Deployment } from "./Deployment.js"
+import type { InvalidConfig } from "./Errors.js"
+import * as internal from "./internal/state.js"
+
+/**
+ * What the selector sees of a deployment. Windows cover the last `window` (default 1 minute).
+ *
+ * @since 0.1.0
+ */
+export interface DeploymentStats {
+  readonly inFlight: number
+  /** Moving average of successful call latency; `undefined` before the first success. */
+  readonly latencyMs: number | undefined
+  /** Calls started in the window (what rpm limits count). */
+  readonly requests: number
+  /** Tokens used in the window (what tpm limits count). */
+  readonly tokens: number
+  /** Calls finished in the window. */
+  readonly completed: number
+  /** Calls failed in the window. */
+  readonly failures: number
+  /** The deployment's circuit. */
+  readonly cooldown: CooldownRecord
+}
+
+/**
+ * A deployment's circuit: `closed` (healthy), `open` until `until` (cooling down), or
+ * `probing` (the cooldown ran out and one probe request is deciding).
+ *
+ * @since 0.1.0
+ */
+export interface CooldownRecord {
+  readonly status: "closed" | "open" | "probing"
+  /** Epoch ms the cooldown ends (meaningful when `open`). */
+  readonly until: number
+  /** Consecutive cooldowns without a successful probe in between. */
+  readonly ejections: number
+}
+
+/**
+ * The outcome of one finished call.
+ *
+ * @since 0.1.0
+ */
+export interface Outcome {
+  readonly success: boolean
+  readonly latencyMs: number
+  readonly tokens: number
+}
+
+/**
+ * The state store's operations. Implementations must make each operation atomic.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  /** Live stats of each given deployment, in order. */
+  readonly snapshot: (deployments: ReadonlyArray<Deployment>, now: number) => Effect.Effect<ReadonlyArray<DeploymentStats>>
+  /** Takes a concurrency slot when the deployment's `maxConcurrent` allows; counts the request. */
+  readonly acquire: (deployment: Deployment, now: number) => Effect.Effect<boolean>
+  /** Gives a slot back. */
+  readonly release: (deployment: Deployment) => Effect.Effect<void>
+  /** Records a finished call: latency (successes only), tokens, success or failure. */
+  readonly recordOutcome: (deployment: Deployment, now: number, outcome: Outcome) => Effect.Effect<void>
+  /** Forgets the deployment's success/failure window (after it recovers). */
+  readonly resetOutcomes: (deployment: Deployment) => Effect.Effect<void>
+  /** Reads the deployment's circuit. */
+  readonly cooldown: (deployment: Deployment) => Effect.Effect<CooldownRecord>
+  /** Atomically transforms the deployment's circuit, returning a value computed with it. */
+  readonly modifyCooldown: <A>(
+    deployment: Deployment,
+    f: (record: CooldownRecord) => readonly [A, CooldownRecord]
+  ) => Effect.Effect<A>
+  /** Adds `amount` dollars to each key's spend. */
+  readonly addSpend: (keys: ReadonlyArray<string>, amount: number) => Effect.Effect<void>
+  /** Dollars spent under a key (`deployment:<id>`, `group:<name>`, `tag:<tag>`, `total`). */
+  readonly spend: (key: string) => Effect.Effect<number>
+}
+
+/**
+ * The state service tag.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { RouterState } from "effect-llm-router"
+ * const total = Effect.flatMap(RouterState.RouterState, (state) => state.spend("total"))
+ * @since 0.1.0
+ */
+export class RouterState extends Context.Tag("effect-llm-router/RouterState")<RouterState, Service>() {}
+
+/**
+ * Options of the in-memory store.
+ *
+ * @since 0.1.0
+ */
+export interface MemoryOptions {
+  /** Length of the usage and failure windows. Default 1 minute. */
+  readonly window?: Duration.DurationInput
+  /** Weight of the newest sample in the latency moving average, in (0, 1]. Default 0.2. */
+  readonly latencyAlpha?: number
+}
+
+/**
+ * Creates an in-memory store (one process). Its memory is bounded: constant per deployment,
+ * plus one number per spend key.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { RouterState } from "effect-llm-router"
+ * const program = Effect.map(RouterState.makeMemory(), (state) => state)
+ * @since 0.1.0
+ */
+export const makeMemory: (options?: MemoryOptions) => Effect.Effect<Service, InvalidConfig> = internal.makeMemory
+
+/**
+ * The in-memory store as a Layer.
+ *
+ * @example
+ * import { Layer } from "effect"
+ * import { RouterState } from "effect-llm-router"
+ * const StateLive = RouterState.memory({ window: "2 minutes" })
+ * @since 0.1.0
+ */
+export const memory = (options?: MemoryOptions): Layer.Layer<RouterState, InvalidConfig> =>
+  Layer.effect(RouterState, makeMemory(options))

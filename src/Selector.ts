@@ -1,0 +1,106 @@
+/**
+ * The selector picks one deployment from the healthy candidates of a group. The router has
+ * already removed deployments that are cooling down, at their concurrency limit, lacking the
+ * request's tags or already failed by this request.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type { Deployment } from "./Deployment.js"
+import * as internal from "./internal/selector.js"
+import type { ChatRequest, EmbeddingRequest } from "./Provider.js"
+import type { DeploymentStats } from "./RouterState.js"
+
+/**
+ * A deployment the selector may pick, with its live stats.
+ *
+ * @since 0.1.0
+ */
+export interface Candidate {
+  readonly deployment: Deployment
+  readonly stats: DeploymentStats
+}
+
+/**
+ * What is being routed.
+ *
+ * @since 0.1.0
+ */
+export type SelectionRequest =
+  | { readonly kind: "chat" | "stream"; readonly group: string; readonly request: ChatRequest }
+  | { readonly kind: "embed"; readonly group: string; readonly request: EmbeddingRequest }
+
+/**
+ * A selection policy. `candidates` is never empty; `pick` returns one of them.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  readonly pick: (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => Effect.Effect<Candidate>
+}
+
+/**
+ * The selector service tag.
+ *
+ * @example
+ * import { Layer } from "effect"
+ * import { Selector } from "effect-llm-router"
+ * const SelectorLive: Layer.Layer<Selector.Selector> = Selector.roundRobin
+ * @since 0.1.0
+ */
+export class Selector extends Context.Tag("effect-llm-router/Selector")<Selector, Service>() {}
+
+/**
+ * A typed custom policy: a function of the candidates (with their live stats) and the request.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { Selector } from "effect-llm-router"
+ *
+ * // least busy first, ties to the first listed
+ * const leastBusy = Selector.make((candidates) =>
+ *   Effect.succeed(candidates.reduce((best, c) => (c.stats.inFlight < best.stats.inFlight ? c : best)))
+ * )
+ * @since 0.1.0
+ */
+export const make = (
+  pick: (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => Effect.Effect<Candidate>
+): Layer.Layer<Selector> => Layer.succeed(Selector, { pick })
+
+/**
+ * The default: weighted random. Each candidate's share is its `weight` when any candidate of
+ * the group sets one (unset counts as 1), else its `rpm`, else its `tpm`, else all are equal.
+ * A zero weight is never picked unless every share is zero.
+ *
+ * @example
+ * import { Selector } from "effect-llm-router"
+ * const SelectorLive = Selector.weighted
+ * @since 0.1.0
+ */
+export const weighted: Layer.Layer<Selector> = Layer.succeed(Selector, { pick: internal.weightedPick })
+
+/**
+ * Round robin per group, over the candidates available at each pick.
+ *
+ * @example
+ * import { Selector } from "effect-llm-router"
+ * const SelectorLive = Selector.roundRobin
+ * @since 0.1.0
+ */
+export const roundRobin: Layer.Layer<Selector> = Layer.effect(
+  Selector,
+  Effect.sync(() => ({ pick: internal.makeRoundRobin() }))
+)
+
+/**
+ * The share {@link weighted} gives each candidate, in order (exposed for custom policies and
+ * for checking a config's traffic split).
+ *
+ * @example
+ * import { Selector } from "effect-llm-router"
+ * // Selector.shares(candidates) -> [0.75, 0.25] for weights 3 and 1
+ * @since 0.1.0
+ */
+export const shares: (candidates: ReadonlyArray<Candidate>) => ReadonlyArray<number> = internal.shares

@@ -1,0 +1,58 @@
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Schema from "effect/Schema"
+import { classification, type ErrorTag, type InvalidConfig, type RouterError } from "../Errors.js"
+import type { Options, Service } from "../RetrySchedule.js"
+import { DurationInput, PositiveDuration, validateConfig } from "./schemas.js"
+
+const errorTags = Object.keys(classification) as Array<ErrorTag>
+
+const OptionsSchema = Schema.Struct({
+  retries: Schema.optional(
+    Schema.Number.pipe(Schema.int(), Schema.nonNegative({ message: () => "expected a non-negative integer" }))
+  ),
+  base: Schema.optional(DurationInput),
+  factor: Schema.optional(Schema.Number.pipe(Schema.greaterThanOrEqualTo(1, { message: () => "expected a number >= 1" }))),
+  maxDelay: Schema.optional(PositiveDuration),
+  retryOn: Schema.optional(Schema.Array(Schema.Literal(...errorTags)))
+})
+const validate = validateConfig(OptionsSchema, "RetrySchedule.layer")
+
+/** Runs each error kind's schedule with its own state; kinds without one stop the retries. */
+export const byError = (
+  policies: { readonly [K in ErrorTag]?: Schedule.Schedule<unknown, any> },
+  maxRetries?: number
+): Schedule.Schedule<unknown, RouterError> => {
+  const initial: Record<string, unknown> = {}
+  for (const tag of Object.keys(policies)) initial[tag] = policies[tag as ErrorTag]!.initial
+  const dispatch = Schedule.makeWithState<Record<string, unknown>, RouterError, unknown>(
+    initial,
+    (now, error, state) => {
+      const policy = policies[error._tag]
+      if (policy === undefined) return Effect.succeed([state, undefined, ScheduleDecision.done] as const)
+      return Effect.map(
+        policy.step(now, error, state[error._tag]),
+        ([next, out, decision]) => [{ ...state, [error._tag]: next }, out, decision] as const
+      )
+    }
+  )
+  return maxRetries === undefined ? dispatch : Schedule.intersect(dispatch, Schedule.recurs(maxRetries))
+}
+
+export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig> =>
+  Effect.map(validate(input), (options) => {
+    const retries = options.retries ?? 2
+    const maxDelay = options.maxDelay ?? Duration.seconds(30)
+    const backoff = Schedule.exponential(options.base ?? Duration.millis(100), options.factor ?? 2).pipe(
+      Schedule.jittered,
+      Schedule.modifyDelay((_, delay) => Duration.min(delay, maxDelay))
+    )
+    const retryOn: ReadonlySet<string> = new Set(options.retryOn ?? errorTags.filter((tag) => classification[tag].retryable))
+    // One backoff sequence for the whole request: kinds share the retry count.
+    const schedule = Schedule.intersect(backoff, Schedule.recurs(retries)).pipe(
+      Schedule.whileInput((error: RouterError) => retryOn.has(error._tag))
+    )
+    return { schedule }
+  })

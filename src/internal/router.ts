@@ -1,0 +1,555 @@
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { Cooldown } from "../Cooldown.js"
+import { CostMeter } from "../CostMeter.js"
+import { type Deployment, fromConfig } from "../Deployment.js"
+import {
+  type Attempt,
+  classify,
+  InvalidConfig,
+  NoDeploymentAvailable,
+  type ProviderError,
+  type RouterError,
+  Timeout,
+  UnknownGroup
+} from "../Errors.js"
+import { Fallback } from "../Fallback.js"
+import type { ChatRequest, EmbeddingRequest, Usage } from "../Provider.js"
+import { RetrySchedule } from "../RetrySchedule.js"
+import type { Config, RouteInfo, RoutedChunk, Service } from "../Router.js"
+import { RouterState } from "../RouterState.js"
+import { type Candidate, type SelectionRequest, Selector } from "../Selector.js"
+import { DurationInput, validateConfig } from "./schemas.js"
+
+const validateTimeout = validateConfig(Schema.UndefinedOr(DurationInput), "timeout")
+
+/** What one routed request accumulates across its attempts. */
+interface RequestContext {
+  readonly requestedGroup: string
+  readonly tags: ReadonlyArray<string>
+  readonly clock: Clock.Clock
+  readonly startedNs: number
+  readonly attempts: Array<Attempt>
+  /** The deployment the last attempt failed on: the next retry avoids it when it can. */
+  lastFailed: string | undefined
+  providerMs: number
+  waitedMs: number
+}
+
+const nowMs = (clock: Clock.Clock) => Number(clock.unsafeCurrentTimeNanos()) / 1e6
+
+const noTags: ReadonlyArray<string> = []
+
+/** Re-creates an error with the request's attempts on it (errors are immutable). */
+const withAttempts = (error: RouterError, attempts: ReadonlyArray<Attempt>): RouterError => {
+  const Ctor = error.constructor as new(args: object) => RouterError
+  return new Ctor({ ...error, message: error.message, attempts: attempts.slice() })
+}
+
+export const make = (config: Config) =>
+  Effect.gen(function*() {
+    const deployments = yield* Either.match(fromConfig(config.deployments, config.providers ?? {}), {
+      onLeft: (error) => Effect.fail(error),
+      onRight: (ds) => Effect.succeed(ds)
+    })
+    const defaultTimeout = (yield* validateTimeout(config.timeout)) ?? Duration.minutes(10)
+    const selector = yield* Selector
+    const retry = yield* RetrySchedule
+    const cooldown = yield* Cooldown
+    const fallback = yield* Fallback
+    const meter = yield* CostMeter
+    const state = yield* RouterState
+
+    const pools = new Map<string, Array<Deployment>>()
+    const byId = new Map<string, Deployment>()
+    for (const d of deployments) {
+      byId.set(d.id, d)
+      const pool = pools.get(d.group)
+      if (pool === undefined) pools.set(d.group, [d])
+      else pool.push(d)
+    }
+    const groups = Array.from(pools.keys())
+    const fallbackIssues = fallback.check(groups)
+    if (fallbackIssues.length > 0) return yield* Effect.fail(InvalidConfig.fromIssues(fallbackIssues))
+    const timeoutMs = new Map<string, Duration.Duration>()
+    for (const d of deployments) timeoutMs.set(d.id, d.timeout ?? defaultTimeout)
+
+    const hasTags = (d: Deployment, tags: ReadonlyArray<string>) => {
+      for (let i = 0; i < tags.length; i++) if (!d.tags.includes(tags[i])) return false
+      return true
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Candidates and selection
+    // ---------------------------------------------------------------------------------------
+
+    const unavailable = (
+      group: string,
+      reason: NoDeploymentAvailable["reason"],
+      detail: string,
+      retryAfterMs?: number
+    ) =>
+      new NoDeploymentAvailable({
+        group,
+        reason,
+        message: `no deployment of "${group}" available: ${detail}`,
+        retryAfter: retryAfterMs === undefined ? undefined : Duration.millis(Math.max(0, retryAfterMs))
+      })
+
+    /** Picks, claims and acquires a deployment of `group`, or says why none can take the request. */
+    const choose = (
+      group: string,
+      pool: ReadonlyArray<Deployment>,
+      selection: SelectionRequest,
+      ctx: RequestContext
+    ): Effect.Effect<Deployment, NoDeploymentAvailable> =>
+      Effect.suspend(() => {
+        const now = ctx.clock.unsafeCurrentTimeMillis()
+        return Effect.flatMap(state.snapshot(pool, now), (stats) => {
+          const candidates: Array<Candidate> = []
+          let untagged = 0
+          let cooling = 0
+          let full = 0
+          let firstBack = Infinity
+          let lastFailed: Candidate | undefined
+          for (let i = 0; i < pool.length; i++) {
+            const d = pool[i]
+            const s = stats[i]
+            if (ctx.tags.length > 0 && !hasTags(d, ctx.tags)) {
+              untagged++
+              continue
+            }
+            if (!cooldown.isAvailable(s.cooldown, now)) {
+              cooling++
+              if (s.cooldown.status === "open" && s.cooldown.until < firstBack) firstBack = s.cooldown.until
+              continue
+            }
+            if (d.maxConcurrent !== undefined && s.inFlight >= d.maxConcurrent) {
+              full++
+              continue
+            }
+            const candidate = { deployment: d, stats: s }
+            if (d.id === ctx.lastFailed) lastFailed = candidate
+            else candidates.push(candidate)
+          }
+          // A retry avoids the deployment that just failed, unless it is the only one left.
+          if (candidates.length === 0 && lastFailed !== undefined) candidates.push(lastFailed)
+          return pickFrom(group, candidates, selection, ctx, now, { untagged, cooling, full, firstBack, size: pool.length })
+        })
+      })
+
+    const pickFrom = (
+      group: string,
+      candidates: Array<Candidate>,
+      selection: SelectionRequest,
+      ctx: RequestContext,
+      now: number,
+      counts: { untagged: number; cooling: number; full: number; firstBack: number; size: number }
+    ): Effect.Effect<Deployment, NoDeploymentAvailable> => {
+      if (candidates.length === 0) {
+        if (counts.untagged === counts.size) {
+          return Effect.fail(unavailable(group, "none_fits", `none carries every tag of [${ctx.tags.join(", ")}]`))
+        }
+        if (counts.full > 0) {
+          return Effect.fail(unavailable(group, "over_limits", `${counts.full} at their concurrency limit, ${counts.cooling} cooling down`))
+        }
+        const back = counts.firstBack === Infinity ? undefined : counts.firstBack - now
+        return Effect.fail(
+          unavailable(
+            group,
+            "cooling_down",
+            back === undefined ? "all are cooling down or being probed" : `all are cooling down; the first returns in ${Math.ceil(back)} ms`,
+            back
+          )
+        )
+      }
+      return Effect.flatMap(selector.pick(candidates, selection), (picked) => {
+        const d = picked.deployment
+        const claimed = picked.stats.cooldown.status === "closed" ? Effect.succeed(true) : cooldown.claim(d, now)
+        return Effect.flatMap(claimed, (ok) => {
+          if (!ok) return pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, now, { ...counts, cooling: counts.cooling + 1 })
+          return Effect.flatMap(state.acquire(d, now), (acquired) => {
+            if (acquired) return Effect.succeed(d)
+            return Effect.zipRight(
+              picked.stats.cooldown.status === "closed" ? Effect.void : cooldown.onInterrupt(d, now),
+              pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, now, { ...counts, full: counts.full + 1 })
+            )
+          })
+        })
+      })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // One attempt
+    // ---------------------------------------------------------------------------------------
+
+    const timeoutError = (d: Deployment, timeout: Duration.Duration) => () =>
+      new Timeout({
+        provider: d.provider.name,
+        deploymentId: d.id,
+        message: `no answer from ${d.id} within ${Duration.format(timeout)}`
+      })
+
+    const withTimeout = <A>(d: Deployment, call: Effect.Effect<A, ProviderError>) => {
+      const duration = timeoutMs.get(d.id)!
+      return Effect.timeoutFail(call, { duration, onTimeout: timeoutError(d, duration) })
+    }
+
+    /** Records a finished call everywhere it counts. */
+    const settle = (
+      d: Deployment,
+      ctx: RequestContext,
+      startedMs: number,
+      exit: Exit.Exit<unknown, ProviderError>,
+      tokens: number
+    ): Effect.Effect<void> => {
+      const latencyMs = nowMs(ctx.clock) - startedMs
+      const now = ctx.clock.unsafeCurrentTimeMillis()
+      ctx.providerMs += latencyMs
+      if (Exit.isSuccess(exit)) {
+        ctx.attempts.push({ deploymentId: d.id, group: d.group, latencyMs })
+        return Effect.zipRight(
+          state.recordOutcome(d, now, { success: true, latencyMs, tokens }),
+          cooldown.onSuccess(d, now)
+        )
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isNone(failure)) return cooldown.onInterrupt(d, now)
+      const error = failure.value
+      ctx.attempts.push({ deploymentId: d.id, group: d.group, error: error._tag, latencyMs })
+      ctx.lastFailed = d.id
+      return Effect.zipRight(
+        state.recordOutcome(d, now, { success: false, latencyMs, tokens: 0 }),
+        cooldown.onFailure(d, error, now)
+      )
+    }
+
+    /** Routes one request-response call (chat or embed) to one deployment of `group`. */
+    const attemptCall = <A>(
+      group: string,
+      selection: SelectionRequest,
+      ctx: RequestContext,
+      invoke: (d: Deployment) => Effect.Effect<A, ProviderError>,
+      usageOf: (a: A) => { readonly prompt_tokens: number; readonly completion_tokens?: number; readonly total_tokens: number } | undefined
+    ): Effect.Effect<readonly [A, Deployment], RouterError> => {
+      const pool = pools.get(group)!
+      return Effect.flatMap(choose(group, pool, selection, ctx), (d) =>
+        Effect.uninterruptibleMask((restore) => {
+          const startedMs = nowMs(ctx.clock)
+          return Effect.flatMap(Effect.exit(restore(withTimeout(d, invoke(d)))), (exit) => {
+            const usage = Exit.isSuccess(exit) ? usageOf(exit.value) : undefined
+            return Effect.zipRight(
+              Effect.zipRight(state.release(d), settle(d, ctx, startedMs, exit, usage?.total_tokens ?? 0)),
+              Effect.map(exit, (a) => [a, d] as const)
+            )
+          })
+        }))
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Retries per group, fallbacks across groups
+    // ---------------------------------------------------------------------------------------
+
+    /** Another deployment of the failed one's group could take a retry right now. */
+    const othersAvailable = (failedId: string, ctx: RequestContext) => {
+      const failed = byId.get(failedId)
+      if (failed === undefined) return Effect.succeed(false)
+      const pool = pools.get(failed.group)!
+      const now = ctx.clock.unsafeCurrentTimeMillis()
+      return Effect.map(state.snapshot(pool, now), (stats) => {
+        for (let i = 0; i < pool.length; i++) {
+          const d = pool[i]
+          if (d.id === failedId || (ctx.tags.length > 0 && !hasTags(d, ctx.tags))) continue
+          if (!cooldown.isAvailable(stats[i].cooldown, now)) continue
+          if (d.maxConcurrent !== undefined && stats[i].inFlight >= d.maxConcurrent) continue
+          return true
+        }
+        return false
+      })
+    }
+
+    /** The retry policy, plus: wait at least the upstream's retry-after when the retry can only go back to it. */
+    const retryScheduleFor = (ctx: RequestContext) =>
+      Schedule.intersect(retry.schedule, Schedule.identity<RouterError>()).pipe(
+        Schedule.modifyDelayEffect(([, error], delay) => {
+          const retryAfter = "retryAfter" in error ? error.retryAfter : undefined
+          const settleWait = (d: Duration.Duration) => {
+            ctx.waitedMs += Duration.toMillis(d)
+            return d
+          }
+          if (retryAfter === undefined || !("deploymentId" in error)) return Effect.succeed(settleWait(delay))
+          return Effect.map(
+            othersAvailable(error.deploymentId, ctx),
+            (others) => settleWait(others ? delay : Duration.max(delay, retryAfter))
+          )
+        })
+      )
+
+    const route = <A>(
+      ctx: RequestContext,
+      attemptGroup: (group: string) => Effect.Effect<A, RouterError>
+    ): Effect.Effect<A, RouterError> => {
+      const withRetries = (group: string) => Effect.retry(attemptGroup(group), retryScheduleFor(ctx))
+      const visited = new Set<string>([ctx.requestedGroup])
+      const fromGroup = (group: string, depth: number): Effect.Effect<A, RouterError> =>
+        Effect.catchAll(withRetries(group), (error) => {
+          const kind = classify(error).fallback
+          if (kind === "none" || depth >= fallback.maxDepth) return Effect.fail(error)
+          return tryList(fallback.groupsFor(group, kind), 0, error, depth)
+        })
+      const tryList = (
+        list: ReadonlyArray<string>,
+        index: number,
+        lastError: RouterError,
+        depth: number
+      ): Effect.Effect<A, RouterError> => {
+        if (index >= list.length) return Effect.fail(lastError)
+        const next = list[index]
+        if (visited.has(next) || !pools.has(next)) return tryList(list, index + 1, lastError, depth)
+        visited.add(next)
+        return Effect.catchAll(fromGroup(next, depth + 1), (error) =>
+          classify(error).fallback === "none" ? Effect.fail(error) : tryList(list, index + 1, error, depth))
+      }
+      return Effect.mapError(fromGroup(ctx.requestedGroup, 0), (error) => withAttempts(error, ctx.attempts))
+    }
+
+    const startRequest = (group: string, tags: ReadonlyArray<string> | undefined) =>
+      Effect.clockWith((clock) =>
+        Effect.succeed<RequestContext>({
+          requestedGroup: group,
+          tags: tags ?? noTags,
+          clock,
+          startedNs: nowMs(clock),
+          attempts: [],
+          lastFailed: undefined,
+          providerMs: 0,
+          waitedMs: 0
+        })
+      )
+
+    const unknownGroup = (group: string) =>
+      new UnknownGroup({
+        group,
+        knownGroups: groups,
+        message: `unknown model group "${group}"; known groups: ${groups.join(", ")}`
+      })
+
+    const routeInfo = (
+      ctx: RequestContext,
+      d: Deployment,
+      usage: Usage | undefined,
+      cost: number
+    ): RouteInfo => {
+      const latencyMs = nowMs(ctx.clock) - ctx.startedNs
+      return {
+        deploymentId: d.id,
+        group: d.group,
+        requestedGroup: ctx.requestedGroup,
+        model: d.model,
+        attempts: ctx.attempts,
+        latencyMs,
+        overheadMs: Math.max(0, latencyMs - ctx.providerMs - ctx.waitedMs),
+        cost,
+        usage
+      }
+    }
+
+    const meterCall = (ctx: RequestContext, d: Deployment, usage: Usage | undefined) => {
+      const cost = usage === undefined ? 0 : meter.cost(d, usage)
+      return Effect.as(meter.record(d, ctx.tags, cost), cost)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // chat, embed
+    // ---------------------------------------------------------------------------------------
+
+    const chat: Service["chat"] = (request: ChatRequest) => {
+      if (!pools.has(request.model)) return Effect.fail(unknownGroup(request.model))
+      return Effect.flatMap(startRequest(request.model, request.metadata?.tags), (ctx) =>
+        Effect.flatMap(
+          route(ctx, (group) =>
+            attemptCall(
+              group,
+              { kind: "chat", group, request },
+              ctx,
+              (d) => d.provider.chat({ ...request, model: d.model }, d.target),
+              (response) => response.usage
+            )),
+          ([response, d]) =>
+            Effect.map(meterCall(ctx, d, response.usage), (cost) => ({
+              ...response,
+              route: routeInfo(ctx, d, response.usage, cost)
+            }))
+        ))
+    }
+
+    const embed: Service["embed"] = (request: EmbeddingRequest) => {
+      if (!pools.has(request.model)) return Effect.fail(unknownGroup(request.model))
+      return Effect.flatMap(startRequest(request.model, request.metadata?.tags), (ctx) =>
+        Effect.flatMap(
+          route(ctx, (group) =>
+            attemptCall(
+              group,
+              { kind: "embed", group, request },
+              ctx,
+              (d) => d.provider.embed({ ...request, model: d.model }, d.target),
+              (response) => response.usage
+            )),
+          ([response, d]) => {
+            const usage: Usage | undefined = response.usage === undefined ? undefined : {
+              prompt_tokens: response.usage.prompt_tokens,
+              completion_tokens: 0,
+              total_tokens: response.usage.total_tokens
+            }
+            return Effect.map(meterCall(ctx, d, usage), (cost) => ({
+              ...response,
+              route: routeInfo(ctx, d, usage, cost)
+            }))
+          }
+        ))
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // stream
+    // ---------------------------------------------------------------------------------------
+
+    interface OpenStream {
+      readonly deployment: Deployment
+      first: Chunk.Chunk<RoutedChunk> | undefined
+      pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<ProviderError>>
+      readonly startedMs: number
+      readonly scope: Scope.CloseableScope
+      /** Set once the stream's outcome is settled, so the finalizer does not settle it again. */
+      settled: boolean
+    }
+
+    /** One stream attempt: pick a deployment and wait for its first chunk. */
+    const openStream = (
+      group: string,
+      request: ChatRequest,
+      ctx: RequestContext,
+      parent: Scope.Scope
+    ): Effect.Effect<OpenStream, RouterError> =>
+      Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request }, ctx), (d) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+            const startedMs = nowMs(ctx.clock)
+            const open: OpenStream = {
+              deployment: d,
+              first: undefined,
+              pull: Effect.fail(Option.none()),
+              startedMs,
+              scope,
+              settled: false
+            }
+            // Whatever ends the stream (its end, an error, the consumer stopping), the slot is released.
+            yield* Scope.addFinalizer(
+              scope,
+              Effect.suspend(() =>
+                Effect.zipRight(
+                  state.release(d),
+                  open.settled ? Effect.void : cooldown.onInterrupt(d, ctx.clock.unsafeCurrentTimeMillis())
+                )
+              )
+            )
+            const firstExit = yield* Effect.exit(restore(
+              Effect.flatMap(Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, d.target)), scope), (pull) =>
+                withTimeout(
+                  d,
+                  Effect.map(
+                    Effect.catchAll(pull, (e) => Option.isSome(e) ? Effect.fail(e.value) : Effect.succeed(undefined)),
+                    (first) => ({ pull, first })
+                  )
+                ))
+            ))
+            if (Exit.isFailure(firstExit)) {
+              open.settled = true
+              yield* settle(d, ctx, startedMs, firstExit, 0)
+              yield* Scope.close(scope, Exit.void)
+              return yield* Effect.failCause(firstExit.cause)
+            }
+            open.pull = firstExit.value.pull
+            open.first = firstExit.value.first
+            return open
+          })
+        ))
+
+    const stream: Service["stream"] = (request: ChatRequest) => {
+      if (!pools.has(request.model)) return Stream.fail(unknownGroup(request.model))
+      return Stream.unwrapScopedWith((parent) =>
+        Effect.gen(function*() {
+          const ctx = yield* startRequest(request.model, request.metadata?.tags)
+          const open = yield* route(ctx, (group) => openStream(group, request, ctx, parent))
+          const d = open.deployment
+          let held: Chunk.Chunk<RoutedChunk> | undefined = open.first
+          let usage: Usage | undefined
+          let done = false
+          const noteUsage = (chunks: Chunk.Chunk<RoutedChunk>) => {
+            for (const chunk of chunks) if (chunk.usage != null) usage = chunk.usage
+          }
+          if (held !== undefined) noteUsage(held)
+
+          // The stream ended: settle the attempt, meter it, and put the route on the last chunk.
+          const finish = Effect.suspend(() => {
+            open.settled = true
+            return Effect.zipRight(
+              settle(d, ctx, open.startedMs, Exit.void, usage?.total_tokens ?? 0),
+              meterCall(ctx, d, usage)
+            )
+          })
+
+          const pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<RouterError>> = Effect.suspend(() => {
+            if (done) return Effect.fail(Option.none())
+            return Effect.matchCauseEffect(open.pull, {
+              onSuccess: (chunks) => {
+                noteUsage(chunks)
+                const out = held
+                held = chunks
+                return out === undefined ? pull : Effect.succeed(out)
+              },
+              onFailure: (cause) => {
+                const failure = Cause.failureOption(cause)
+                if (Option.isSome(failure) && Option.isNone(failure.value)) {
+                  done = true
+                  return Effect.map(finish, (cost) => {
+                    const last = held
+                    held = undefined
+                    if (last === undefined || last.length === 0) return Chunk.empty<RoutedChunk>()
+                    const items = Chunk.toArray(last)
+                    items[items.length - 1] = { ...items[items.length - 1], route: routeInfo(ctx, d, usage, cost) }
+                    return Chunk.unsafeFromArray(items)
+                  })
+                }
+                if (Option.isSome(failure) && Option.isSome(failure.value)) {
+                  done = true
+                  open.settled = true
+                  const error = failure.value.value
+                  return Effect.zipRight(
+                    settle(d, ctx, open.startedMs, Exit.fail(error), 0),
+                    Effect.fail(Option.some(withAttempts(error, ctx.attempts)))
+                  )
+                }
+                return Effect.failCause(cause as Cause.Cause<never>)
+              }
+            })
+          })
+          return Stream.repeatEffectChunkOption(pull)
+        })
+      )
+    }
+
+    const service: Service = { chat, stream, embed, deployments, groups }
+    return service
+  })

@@ -1,0 +1,75 @@
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { InvalidConfig } from "../Errors.js"
+
+/** A duration given as a `Duration`, milliseconds or a string such as `"30 seconds"`. */
+export const DurationInput = Schema.transformOrFail(
+  Schema.Unknown,
+  Schema.DurationFromSelf,
+  {
+    strict: true,
+    decode: (u, _, ast) =>
+      Option.match(Duration.decodeUnknown(u), {
+        onNone: () =>
+          ParseResult.fail(
+            new ParseResult.Type(ast, u, "expected a duration (milliseconds, a Duration or a string such as \"30 seconds\")")
+          ),
+        onSome: (d) =>
+          Duration.lessThan(d, Duration.zero)
+            ? ParseResult.fail(new ParseResult.Type(ast, u, "expected a non-negative duration"))
+            : ParseResult.succeed(d)
+      }),
+    encode: (d) => ParseResult.succeed(d)
+  }
+).annotations({ identifier: "DurationInput" })
+
+export const PositiveDuration = DurationInput.pipe(
+  Schema.filter((d) => Duration.greaterThan(d, Duration.zero), { message: () => "expected a positive duration" })
+)
+
+export const NonNegativeNumber = Schema.Number.pipe(
+  Schema.nonNegative({ message: () => "expected a non-negative number" }),
+  Schema.finite({ message: () => "expected a finite number" })
+)
+
+export const PositiveInt = Schema.Number.pipe(
+  Schema.int({ message: () => "expected a positive integer" }),
+  Schema.positive({ message: () => "expected a positive integer" })
+)
+
+export const NonEmptyString = Schema.String.pipe(Schema.minLength(1, { message: () => "expected a non-empty string" }))
+
+const formatPath = (root: string, path: ReadonlyArray<PropertyKey>): string => {
+  let out = root
+  for (const key of path) out += typeof key === "number" ? `[${key}]` : out === "" ? String(key) : `.${String(key)}`
+  return out === "" ? "(root)" : out
+}
+
+/**
+ * Decodes config with every issue reported and unknown keys rejected, turning a parse error
+ * into an `InvalidConfig` whose issues name each bad field's path under `root`.
+ */
+export const decodeConfig = <A, I>(schema: Schema.Schema<A, I, never>, root: string) => {
+  const decode = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })
+  return (input: unknown): Either.Either<A, InvalidConfig> =>
+    Either.mapLeft(decode(input), (error) =>
+      InvalidConfig.fromIssues(
+        ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
+          path: formatPath(root, issue.path),
+          message: issue.message
+        }))
+      ))
+}
+
+/** `decodeConfig` as an Effect failing with `InvalidConfig`. */
+export const validateConfig = <A, I>(schema: Schema.Schema<A, I, never>, root: string) => {
+  const decode = decodeConfig(schema, root)
+  return (input: unknown): Effect.Effect<A, InvalidConfig> => {
+    const result = decode(input)
+    return result._tag === "Right" ? Effect.succeed(result.right) : Effect.fail(result.left)
+  }
+}

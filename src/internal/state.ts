@@ -1,0 +1,116 @@
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type { Deployment } from "../Deployment.js"
+import type { InvalidConfig } from "../Errors.js"
+import type { CooldownRecord, DeploymentStats, MemoryOptions, Outcome, Service } from "../RouterState.js"
+import { PositiveDuration, validateConfig } from "./schemas.js"
+import { BUCKETS, WindowCounter } from "./window.js"
+
+const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0 }
+
+class Slot {
+  inFlight = 0
+  latencyMs: number | undefined = undefined
+  cooldown: CooldownRecord = closed
+  readonly requests: WindowCounter
+  readonly tokens: WindowCounter
+  readonly completed: WindowCounter
+  readonly failures: WindowCounter
+  constructor(bucketMs: number) {
+    this.requests = new WindowCounter(bucketMs)
+    this.tokens = new WindowCounter(bucketMs)
+    this.completed = new WindowCounter(bucketMs)
+    this.failures = new WindowCounter(bucketMs)
+  }
+}
+
+const Options = Schema.Struct({
+  window: Schema.optional(PositiveDuration),
+  latencyAlpha: Schema.optional(
+    Schema.Number.pipe(Schema.filter((n) => n > 0 && n <= 1, { message: () => "expected a number in (0, 1]" }))
+  )
+})
+const validate = validateConfig(Options, "RouterState.memory")
+
+export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, InvalidConfig> =>
+  Effect.map(validate(input), (options) => {
+    const windowMs = Duration.toMillis(options.window ?? Duration.minutes(1))
+    const alpha = options.latencyAlpha ?? 0.2
+    const bucketMs = windowMs / BUCKETS
+    // Keyed by deployment id, so one store can serve several routers over the same deployments.
+    const slots = new Map<string, Slot>()
+    const spend = new Map<string, number>()
+    const slotOf = (deployment: Deployment): Slot => {
+      let slot = slots.get(deployment.id)
+      if (slot === undefined) {
+        slot = new Slot(bucketMs)
+        slots.set(deployment.id, slot)
+      }
+      return slot
+    }
+    const statsOf = (slot: Slot, now: number): DeploymentStats => ({
+      inFlight: slot.inFlight,
+      latencyMs: slot.latencyMs,
+      requests: slot.requests.sum(now),
+      tokens: slot.tokens.sum(now),
+      completed: slot.completed.sum(now),
+      failures: slot.failures.sum(now),
+      cooldown: slot.cooldown
+    })
+
+    const service: Service = {
+      snapshot: (deployments, now) =>
+        Effect.sync(() => {
+          const out = new Array<DeploymentStats>(deployments.length)
+          for (let i = 0; i < deployments.length; i++) out[i] = statsOf(slotOf(deployments[i]), now)
+          return out
+        }),
+      acquire: (deployment, now) =>
+        Effect.sync(() => {
+          const slot = slotOf(deployment)
+          if (deployment.maxConcurrent !== undefined && slot.inFlight >= deployment.maxConcurrent) return false
+          slot.inFlight++
+          slot.requests.add(now, 1)
+          return true
+        }),
+      release: (deployment) =>
+        Effect.sync(() => {
+          const slot = slotOf(deployment)
+          if (slot.inFlight > 0) slot.inFlight--
+        }),
+      recordOutcome: (deployment, now, outcome: Outcome) =>
+        Effect.sync(() => {
+          const slot = slotOf(deployment)
+          slot.completed.add(now, 1)
+          if (outcome.tokens > 0) slot.tokens.add(now, outcome.tokens)
+          if (outcome.success) {
+            slot.latencyMs = slot.latencyMs === undefined
+              ? outcome.latencyMs
+              : slot.latencyMs + alpha * (outcome.latencyMs - slot.latencyMs)
+          } else {
+            slot.failures.add(now, 1)
+          }
+        }),
+      resetOutcomes: (deployment) =>
+        Effect.sync(() => {
+          const slot = slotOf(deployment)
+          slot.completed.reset()
+          slot.failures.reset()
+        }),
+      cooldown: (deployment) => Effect.sync(() => slotOf(deployment).cooldown),
+      modifyCooldown: (deployment, f) =>
+        Effect.sync(() => {
+          const slot = slotOf(deployment)
+          const [result, next] = f(slot.cooldown)
+          slot.cooldown = next
+          return result
+        }),
+      addSpend: (keys, amount) =>
+        Effect.sync(() => {
+          for (const key of keys) spend.set(key, (spend.get(key) ?? 0) + amount)
+        }),
+      spend: (key) => Effect.sync(() => spend.get(key) ?? 0)
+    }
+    return service
+  })
