@@ -229,8 +229,10 @@ export const make = (config: Config) =>
       const error = failure.value
       ctx.attempts.push({ deploymentId: d.id, group: d.group, error: error._tag, latencyMs })
       ctx.lastFailed = d.id
+      // An error that is the request's fault (bad request, context window...) says nothing bad about the deployment.
+      const healthy = classify(error).cooldown === "none"
       return Effect.zipRight(
-        state.recordOutcome(d, now, { success: false, latencyMs, tokens: 0 }),
+        state.recordOutcome(d, now, { success: healthy, latencyMs, tokens: 0 }),
         cooldown.onFailure(d, error, now)
       )
     }
