@@ -408,6 +408,18 @@ export type EmbeddingResponse = typeof EmbeddingResponse.Type
 // ---------------------------------------------------------------------------
 
 /**
+ * The upstream's own view of its rate limits, read from a response's headers.
+ *
+ * @since 0.1.0
+ */
+export interface RateLimitInfo {
+  readonly remainingRequests: number | undefined
+  readonly remainingTokens: number | undefined
+  readonly limitRequests: number | undefined
+  readonly limitTokens: number | undefined
+}
+
+/**
  * Where one call goes: the deployment the router chose, as the provider needs it.
  *
  * @since 0.1.0
@@ -420,6 +432,11 @@ export interface Target {
   readonly apiBase: string | undefined
   readonly apiKey: Redacted.Redacted<string> | undefined
   readonly timeout: Duration.Duration | undefined
+  /**
+   * Where a provider reports the rate-limit headers of a successful response; the router
+   * keeps them in its state for usage-based routing. Absent when nobody listens.
+   */
+  readonly reportRateLimit?: ((info: RateLimitInfo) => Effect.Effect<void>) | undefined
 }
 
 /**

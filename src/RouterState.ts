@@ -12,6 +12,7 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Deployment } from "./Deployment.js"
 import type { InvalidConfig } from "./Errors.js"
+import type { RateLimitInfo } from "./Provider.js"
 import * as internal from "./internal/state.js"
 
 /**
@@ -33,6 +34,8 @@ export interface DeploymentStats {
   readonly failures: number
   /** The deployment's circuit. */
   readonly cooldown: CooldownRecord
+  /** The upstream's last reported rate-limit headroom, if its responses carry any. */
+  readonly upstream: RateLimitInfo | undefined
 }
 
 /**
@@ -74,6 +77,8 @@ export interface Service {
   readonly release: (deployment: Deployment) => Effect.Effect<void>
   /** Records a finished call: latency (successes only), tokens, success or failure. */
   readonly recordOutcome: (deployment: Deployment, now: number, outcome: Outcome) => Effect.Effect<void>
+  /** Keeps the rate-limit headroom the upstream last reported. */
+  readonly recordRateLimit: (deployment: Deployment, info: RateLimitInfo) => Effect.Effect<void>
   /** Forgets the deployment's success/failure window (after it recovers). */
   readonly resetOutcomes: (deployment: Deployment) => Effect.Effect<void>
   /** Reads the deployment's circuit. */

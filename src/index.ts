@@ -24,3 +24,5 @@ export * as Router from "./Router.js"
 export * as RouterState from "./RouterState.js"
 /** @since 0.1.0 */
 export * as Selector from "./Selector.js"
+/** @since 0.1.0 */
+export * as ErrorMapping from "./providers/ErrorMapping.js"

@@ -25,7 +25,7 @@ import {
   UnknownGroup
 } from "../Errors.js"
 import { Fallback } from "../Fallback.js"
-import type { ChatRequest, EmbeddingRequest, Usage } from "../Provider.js"
+import type { ChatRequest, EmbeddingRequest, Target, Usage } from "../Provider.js"
 import { RetrySchedule } from "../RetrySchedule.js"
 import type { Config, RouteInfo, RoutedChunk, Service } from "../Router.js"
 import { RouterState } from "../RouterState.js"
@@ -83,7 +83,12 @@ export const make = (config: Config) =>
     const fallbackIssues = fallback.check(groups)
     if (fallbackIssues.length > 0) return yield* Effect.fail(InvalidConfig.fromIssues(fallbackIssues))
     const timeoutMs = new Map<string, Duration.Duration>()
-    for (const d of deployments) timeoutMs.set(d.id, d.timeout ?? defaultTimeout)
+    // What providers are called with: the deployment's target, listening for rate-limit headers.
+    const targets = new Map<string, Target>()
+    for (const d of deployments) {
+      timeoutMs.set(d.id, d.timeout ?? defaultTimeout)
+      targets.set(d.id, { ...d.target, reportRateLimit: (info) => state.recordRateLimit(d, info) })
+    }
 
     const hasTags = (d: Deployment, tags: ReadonlyArray<string>) => {
       for (let i = 0; i < tags.length; i++) if (!d.tags.includes(tags[i])) return false
@@ -108,11 +113,18 @@ export const make = (config: Config) =>
       })
 
     /** Picks, claims and acquires a deployment of `group`, or says why none can take the request. */
+    type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+
+    /**
+     * Runs inside the caller's uninterruptible region, so that a slot it acquires is always
+     * handed over to the caller's release; only the selector's own pick stays interruptible.
+     */
     const choose = (
       group: string,
       pool: ReadonlyArray<Deployment>,
       selection: SelectionRequest,
-      ctx: RequestContext
+      ctx: RequestContext,
+      restore: Restore
     ): Effect.Effect<Deployment, NoDeploymentAvailable> =>
       Effect.suspend(() => {
         const now = ctx.clock.unsafeCurrentTimeMillis()
@@ -145,7 +157,7 @@ export const make = (config: Config) =>
           }
           // A retry avoids the deployment that just failed, unless it is the only one left.
           if (candidates.length === 0 && lastFailed !== undefined) candidates.push(lastFailed)
-          return pickFrom(group, candidates, selection, ctx, now, { untagged, cooling, full, firstBack, size: pool.length })
+          return pickFrom(group, candidates, selection, ctx, restore, now, { untagged, cooling, full, firstBack, size: pool.length })
         })
       })
 
@@ -154,6 +166,7 @@ export const make = (config: Config) =>
       candidates: Array<Candidate>,
       selection: SelectionRequest,
       ctx: RequestContext,
+      restore: Restore,
       now: number,
       counts: { untagged: number; cooling: number; full: number; firstBack: number; size: number }
     ): Effect.Effect<Deployment, NoDeploymentAvailable> => {
@@ -174,16 +187,16 @@ export const make = (config: Config) =>
           )
         )
       }
-      return Effect.flatMap(selector.pick(candidates, selection), (picked) => {
+      return Effect.flatMap(restore(selector.pick(candidates, selection)), (picked) => {
         const d = picked.deployment
         const claimed = picked.stats.cooldown.status === "closed" ? Effect.succeed(true) : cooldown.claim(d, now)
         return Effect.flatMap(claimed, (ok) => {
-          if (!ok) return pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, now, { ...counts, cooling: counts.cooling + 1 })
+          if (!ok) return pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, cooling: counts.cooling + 1 })
           return Effect.flatMap(state.acquire(d, now), (acquired) => {
             if (acquired) return Effect.succeed(d)
             return Effect.zipRight(
               picked.stats.cooldown.status === "closed" ? Effect.void : cooldown.onInterrupt(d, now),
-              pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, now, { ...counts, full: counts.full + 1 })
+              pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, full: counts.full + 1 })
             )
           })
         })
@@ -246,8 +259,8 @@ export const make = (config: Config) =>
       usageOf: (a: A) => { readonly prompt_tokens: number; readonly completion_tokens?: number; readonly total_tokens: number } | undefined
     ): Effect.Effect<readonly [A, Deployment], RouterError> => {
       const pool = pools.get(group)!
-      return Effect.flatMap(choose(group, pool, selection, ctx), (d) =>
-        Effect.uninterruptibleMask((restore) => {
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(choose(group, pool, selection, ctx, restore), (d) => {
           const startedMs = nowMs(ctx.clock)
           return Effect.flatMap(Effect.exit(restore(withTimeout(d, invoke(d)))), (exit) => {
             const usage = Exit.isSuccess(exit) ? usageOf(exit.value) : undefined
@@ -385,7 +398,7 @@ export const make = (config: Config) =>
               group,
               { kind: "chat", group, request },
               ctx,
-              (d) => d.provider.chat({ ...request, model: d.model }, d.target),
+              (d) => d.provider.chat({ ...request, model: d.model }, targets.get(d.id)!),
               (response) => response.usage
             )),
           ([response, d]) =>
@@ -405,7 +418,7 @@ export const make = (config: Config) =>
               group,
               { kind: "embed", group, request },
               ctx,
-              (d) => d.provider.embed({ ...request, model: d.model }, d.target),
+              (d) => d.provider.embed({ ...request, model: d.model }, targets.get(d.id)!),
               (response) => response.usage
             )),
           ([response, d]) => {
@@ -443,8 +456,8 @@ export const make = (config: Config) =>
       ctx: RequestContext,
       parent: Scope.Scope
     ): Effect.Effect<OpenStream, RouterError> =>
-      Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request }, ctx), (d) =>
-        Effect.uninterruptibleMask((restore) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request }, ctx, restore), (d) =>
           Effect.gen(function*() {
             const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
             const startedMs = nowMs(ctx.clock)
@@ -467,7 +480,7 @@ export const make = (config: Config) =>
               )
             )
             const firstExit = yield* Effect.exit(restore(
-              Effect.flatMap(Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, d.target)), scope), (pull) =>
+              Effect.flatMap(Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, targets.get(d.id)!)), scope), (pull) =>
                 withTimeout(
                   d,
                   Effect.map(
@@ -495,55 +508,92 @@ export const make = (config: Config) =>
           const ctx = yield* startRequest(request.model, request.metadata?.tags)
           const open = yield* route(ctx, (group) => openStream(group, request, ctx, parent))
           const d = open.deployment
-          let held: Chunk.Chunk<RoutedChunk> | undefined = open.first
+          // Chunks are forwarded as they arrive, except one that may be the last (it has a
+          // finish reason or usage): it is held until the next one, so that the route can ride on it.
+          let held: RoutedChunk | undefined
+          let lastSeen: RoutedChunk | undefined
+          let first = open.first
           let usage: Usage | undefined
+          let pendingError: RouterError | undefined
           let done = false
-          const noteUsage = (chunks: Chunk.Chunk<RoutedChunk>) => {
-            for (const chunk of chunks) if (chunk.usage != null) usage = chunk.usage
-          }
-          if (held !== undefined) noteUsage(held)
 
-          // The stream ended: settle the attempt, meter it, and put the route on the last chunk.
+          const forward = (chunks: Chunk.Chunk<RoutedChunk>): Chunk.Chunk<RoutedChunk> | undefined => {
+            const out: Array<RoutedChunk> = []
+            if (held !== undefined) out.push(held)
+            held = undefined
+            for (const chunk of chunks) {
+              if (chunk.usage != null) usage = chunk.usage
+              out.push(chunk)
+            }
+            const last = out[out.length - 1]
+            if (last !== undefined) {
+              lastSeen = last
+              if (last.usage != null || last.choices.some((c) => c.finish_reason !== null)) held = out.pop()
+            }
+            return out.length === 0 ? undefined : Chunk.unsafeFromArray(out)
+          }
+
+          // The stream ended: settle the attempt, meter it, and put the route on the last chunk
+          // (an empty-choices chunk when the upstream's last one was already forwarded).
           const finish = Effect.suspend(() => {
             open.settled = true
-            return Effect.zipRight(
-              settle(d, ctx, open.startedMs, Exit.void, usage?.total_tokens ?? 0),
-              meterCall(ctx, d, usage)
+            done = true
+            return Effect.map(
+              Effect.zipRight(settle(d, ctx, open.startedMs, Exit.void, usage?.total_tokens ?? 0), meterCall(ctx, d, usage)),
+              (cost) => {
+                const route = routeInfo(ctx, d, usage, cost)
+                const last: RoutedChunk = held !== undefined
+                  ? { ...held, route }
+                  : {
+                    id: lastSeen?.id ?? "",
+                    object: "chat.completion.chunk",
+                    created: lastSeen?.created ?? 0,
+                    model: lastSeen?.model ?? d.model,
+                    choices: [],
+                    route
+                  }
+                held = undefined
+                return Chunk.of(last)
+              }
             )
           })
 
+          const fail = (error: ProviderError) =>
+            Effect.suspend(() => {
+              open.settled = true
+              return Effect.map(settle(d, ctx, open.startedMs, Exit.fail(error), 0), () => withAttempts(error, ctx.attempts))
+            })
+
           const pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<RouterError>> = Effect.suspend(() => {
+            if (pendingError !== undefined) {
+              const error = pendingError
+              pendingError = undefined
+              return Effect.fail(Option.some(error))
+            }
             if (done) return Effect.fail(Option.none())
+            if (first !== undefined) {
+              const out = forward(first)
+              first = undefined
+              if (out !== undefined) return Effect.succeed(out)
+            }
             return Effect.matchCauseEffect(open.pull, {
               onSuccess: (chunks) => {
-                noteUsage(chunks)
-                const out = held
-                held = chunks
+                const out = forward(chunks)
                 return out === undefined ? pull : Effect.succeed(out)
               },
               onFailure: (cause) => {
                 const failure = Cause.failureOption(cause)
-                if (Option.isSome(failure) && Option.isNone(failure.value)) {
-                  done = true
-                  return Effect.map(finish, (cost) => {
-                    const last = held
-                    held = undefined
-                    if (last === undefined || last.length === 0) return Chunk.empty<RoutedChunk>()
-                    const items = Chunk.toArray(last)
-                    items[items.length - 1] = { ...items[items.length - 1], route: routeInfo(ctx, d, usage, cost) }
-                    return Chunk.unsafeFromArray(items)
-                  })
-                }
-                if (Option.isSome(failure) && Option.isSome(failure.value)) {
-                  done = true
-                  open.settled = true
-                  const error = failure.value.value
-                  return Effect.zipRight(
-                    settle(d, ctx, open.startedMs, Exit.fail(error), 0),
-                    Effect.fail(Option.some(withAttempts(error, ctx.attempts)))
-                  )
-                }
-                return Effect.failCause(cause as Cause.Cause<never>)
+                if (Option.isNone(failure)) return Effect.failCause(cause as Cause.Cause<never>)
+                if (Option.isNone(failure.value)) return finish
+                done = true
+                // A chunk held back is still delivered before the error.
+                return Effect.flatMap(fail(failure.value.value), (error) => {
+                  if (held === undefined) return Effect.fail(Option.some(error))
+                  pendingError = error
+                  const last = held
+                  held = undefined
+                  return Effect.succeed(Chunk.of(last))
+                })
               }
             })
           })

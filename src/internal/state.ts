@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { Deployment } from "../Deployment.js"
 import type { InvalidConfig } from "../Errors.js"
+import type { RateLimitInfo } from "../Provider.js"
 import type { CooldownRecord, DeploymentStats, MemoryOptions, Outcome, Service } from "../RouterState.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
 import { BUCKETS, WindowCounter } from "./window.js"
@@ -13,6 +14,7 @@ class Slot {
   inFlight = 0
   latencyMs: number | undefined = undefined
   cooldown: CooldownRecord = closed
+  upstream: RateLimitInfo | undefined = undefined
   readonly requests: WindowCounter
   readonly tokens: WindowCounter
   readonly completed: WindowCounter
@@ -56,7 +58,8 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       tokens: slot.tokens.sum(now),
       completed: slot.completed.sum(now),
       failures: slot.failures.sum(now),
-      cooldown: slot.cooldown
+      cooldown: slot.cooldown,
+      upstream: slot.upstream
     })
 
     const service: Service = {
@@ -91,6 +94,10 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
           } else {
             slot.failures.add(now, 1)
           }
+        }),
+      recordRateLimit: (deployment, info) =>
+        Effect.sync(() => {
+          slotOf(deployment).upstream = info
         }),
       resetOutcomes: (deployment) =>
         Effect.sync(() => {

@@ -1,0 +1,278 @@
+/**
+ * How an upstream HTTP failure becomes a typed error, the same for every HTTP provider, as
+ * data: an ordered table of rules over status, error code/type and message; plus the readers
+ * of retry-after and rate-limit headers (OpenAI's `x-ratelimit-*`, Anthropic's
+ * `anthropic-ratelimit-*`, and the standard `retry-after` / `retry-after-ms`).
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Errors from "../Errors.js"
+import type { RateLimitInfo } from "../Provider.js"
+
+/**
+ * What an upstream answered with, as the mapping sees it.
+ *
+ * @since 0.1.0
+ */
+export interface HttpFailure {
+  readonly provider: string
+  readonly deploymentId: string
+  readonly status: number
+  /** Response headers, lower-case names. */
+  readonly headers: Readonly<Record<string, string | undefined>>
+  /** The raw body text (may be empty or not JSON). */
+  readonly body: string
+  /** Epoch ms the response arrived (for reset timestamps). */
+  readonly now: number
+}
+
+/**
+ * One rule of the table. A rule matches when every condition it sets holds: `status` (one
+ * code, or an inclusive range), `code` (the body's error code or type, exact), `message`
+ * (a pattern over the body's error message).
+ *
+ * @since 0.1.0
+ */
+export interface Rule {
+  readonly status?: number | readonly [number, number]
+  readonly code?: ReadonlyArray<string>
+  readonly message?: RegExp
+  readonly error: Errors.ProviderError["_tag"]
+}
+
+const contextWindowCodes = ["context_length_exceeded", "string_above_max_length", "context_window_exceeded"]
+const contextWindowMessage =
+  /maximum context length|context (window|length)|too many tokens|prompt is too long|input is too long|exceeds? the (model's )?(maximum|max)|reduce the length of the messages/i
+const contentPolicyCodes = ["content_filter", "content_policy_violation", "content_management_policy", "responsible_ai_policy_violation"]
+const contentPolicyMessage = /content (management )?policy|content filter|safety system|flagged by|violat(es|ing) (our|the) (usage|content) polic/i
+
+/**
+ * The table, first match wins. Context-window and content-policy failures are recognised from
+ * the documented error codes first, then from the messages OpenAI, Azure OpenAI, Anthropic,
+ * vLLM and llama.cpp servers are known to send.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * ErrorMapping.rules.find((r) => r.status === 429)?.error // "RateLimited"
+ * @since 0.1.0
+ */
+export const rules: ReadonlyArray<Rule> = [
+  { status: [400, 499], code: contextWindowCodes, error: "ContextWindowExceeded" },
+  { status: [400, 499], code: contentPolicyCodes, error: "ContentPolicy" },
+  { status: [400, 422], message: contextWindowMessage, error: "ContextWindowExceeded" },
+  { status: [400, 422], message: contentPolicyMessage, error: "ContentPolicy" },
+  { status: 401, error: "Authentication" },
+  { status: 403, error: "Authentication" },
+  { status: 404, error: "ModelNotFound" },
+  { status: 408, error: "Timeout" },
+  { status: 409, error: "ServerError" },
+  { status: 429, error: "RateLimited" },
+  { status: 499, error: "ServerError" },
+  { status: [500, 599], error: "ServerError" },
+  { status: [400, 499], error: "BadRequest" }
+]
+
+const errorClasses = {
+  RateLimited: Errors.RateLimited,
+  Timeout: Errors.Timeout,
+  ContextWindowExceeded: Errors.ContextWindowExceeded,
+  ContentPolicy: Errors.ContentPolicy,
+  Authentication: Errors.Authentication,
+  ModelNotFound: Errors.ModelNotFound,
+  BadRequest: Errors.BadRequest,
+  ServerError: Errors.ServerError,
+  NetworkError: Errors.NetworkError,
+  MalformedResponse: Errors.MalformedResponse
+} as const
+
+/**
+ * Builds a provider error by tag.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * ErrorMapping.makeError("NetworkError", { provider: "openai", deploymentId: "a", message: "ECONNRESET" })
+ * @since 0.1.0
+ */
+export const makeError = (tag: Errors.ProviderError["_tag"], fields: Errors.ProviderErrorFields): Errors.ProviderError =>
+  new errorClasses[tag](fields)
+
+const MAX_MESSAGE = 500
+
+/**
+ * Reads the error code and message out of an OpenAI-style (`{ error: { message, code, type } }`),
+ * Anthropic-style (`{ type: "error", error: { type, message } }`) or plain-text body.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * ErrorMapping.parseBody('{"error":{"message":"bad key","code":"invalid_api_key"}}')
+ * // { codes: ["invalid_api_key"], message: "bad key" }
+ * @since 0.1.0
+ */
+export const parseBody = (body: string): { readonly codes: ReadonlyArray<string>; readonly message: string } => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(body)
+  } catch {
+    return { codes: [], message: body.trim().slice(0, MAX_MESSAGE) }
+  }
+  const codes: Array<string> = []
+  let message = ""
+  const visit = (node: unknown) => {
+    if (typeof node !== "object" || node === null) return
+    const record = node as Record<string, unknown>
+    for (const key of ["code", "type"] as const) {
+      const value = record[key]
+      if (typeof value === "string" && value !== "error") codes.push(value)
+    }
+    if (message === "" && typeof record.message === "string") message = record.message
+    if (typeof record.error === "object") visit(record.error)
+    else if (message === "" && typeof record.error === "string") message = record.error
+    // Azure OpenAI nests the content filter verdict under innererror.
+    if (typeof record.innererror === "object") visit(record.innererror)
+  }
+  visit(parsed)
+  return { codes, message: (message === "" ? body.trim() : message).slice(0, MAX_MESSAGE) }
+}
+
+const matches = (rule: Rule, status: number, codes: ReadonlyArray<string>, message: string): boolean => {
+  if (rule.status !== undefined) {
+    if (typeof rule.status === "number" ? status !== rule.status : status < rule.status[0] || status > rule.status[1]) {
+      return false
+    }
+  }
+  if (rule.code !== undefined && !codes.some((c) => rule.code!.includes(c))) return false
+  if (rule.message !== undefined && !rule.message.test(message)) return false
+  return true
+}
+
+/**
+ * Maps a failed HTTP response to its typed error with the table, reading retry-after from the
+ * headers. Statuses the table does not cover (e.g. 3xx) are malformed responses.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * const error = ErrorMapping.fromResponse({
+ *   provider: "openai", deploymentId: "gpt-a", status: 429,
+ *   headers: { "retry-after": "2" }, body: '{"error":{"message":"Rate limit reached"}}', now: Date.now()
+ * })
+ * error._tag // "RateLimited"; error.retryAfter: 2 seconds
+ * @since 0.1.0
+ */
+export const fromResponse = (failure: HttpFailure, table: ReadonlyArray<Rule> = rules): Errors.ProviderError => {
+  const { codes, message } = parseBody(failure.body)
+  const rule = table.find((r) => matches(r, failure.status, codes, message))
+  const tag = rule?.error ?? "MalformedResponse"
+  const retryAfter = parseRetryAfter(failure.headers, failure.now)
+  return makeError(tag, {
+    provider: failure.provider,
+    deploymentId: failure.deploymentId,
+    status: failure.status,
+    message: `${failure.provider} ${failure.status}: ${message === "" ? "(empty body)" : message}`,
+    retryAfter
+  })
+}
+
+/**
+ * Parses a duration as OpenAI's rate-limit reset headers write it: `"1s"`, `"6m0s"`, `"20ms"`,
+ * `"1h2m3.5s"`. Returns milliseconds, or `undefined` when it is not one.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * ErrorMapping.parseGoDuration("6m0s") // 360000
+ * @since 0.1.0
+ */
+export const parseGoDuration = (text: string): number | undefined => {
+  const re = /(\d+(?:\.\d+)?)(ms|h|m|s)/g
+  let total = 0
+  let consumed = 0
+  for (let match = re.exec(text); match !== null; match = re.exec(text)) {
+    const value = Number(match[1])
+    total += match[2] === "h" ? value * 3_600_000 : match[2] === "m" ? value * 60_000 : match[2] === "s" ? value * 1000 : value
+    consumed += match[0].length
+  }
+  return consumed > 0 && consumed === text.trim().length ? total : undefined
+}
+
+const parseSeconds = (text: string): number | undefined => {
+  const n = Number(text)
+  return text.trim() !== "" && Number.isFinite(n) && n >= 0 ? n * 1000 : undefined
+}
+
+const parseDate = (text: string, now: number): number | undefined => {
+  const at = Date.parse(text)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+}
+
+/**
+ * How long the upstream asked us to wait, from (in order) `retry-after-ms`, `retry-after`
+ * (seconds or an HTTP date), OpenAI's `x-ratelimit-reset-requests` / `-tokens` and Anthropic's
+ * `anthropic-ratelimit-*-reset` (RFC 3339). Takes the longest of the reset headers.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * ErrorMapping.parseRetryAfter({ "retry-after-ms": "1500" }, Date.now()) // Duration 1500 millis
+ * @since 0.1.0
+ */
+export const parseRetryAfter = (
+  headers: Readonly<Record<string, string | undefined>>,
+  now: number
+): Duration.Duration | undefined => {
+  const ms = headers["retry-after-ms"]
+  if (ms !== undefined) {
+    const value = Number(ms)
+    if (Number.isFinite(value) && value >= 0) return Duration.millis(value)
+  }
+  const after = headers["retry-after"]
+  if (after !== undefined) {
+    const value = parseSeconds(after) ?? parseDate(after, now)
+    if (value !== undefined) return Duration.millis(value)
+  }
+  let longest: number | undefined
+  const consider = (value: number | undefined) => {
+    if (value !== undefined && (longest === undefined || value > longest)) longest = value
+  }
+  for (const name of ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]) {
+    const value = headers[name]
+    if (value !== undefined) consider(parseGoDuration(value) ?? parseSeconds(value))
+  }
+  for (const name of ["anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset", "anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-output-tokens-reset"]) {
+    const value = headers[name]
+    if (value !== undefined) consider(parseDate(value, now))
+  }
+  return longest === undefined ? undefined : Duration.millis(longest)
+}
+
+const numberHeader = (headers: Readonly<Record<string, string | undefined>>, names: ReadonlyArray<string>) => {
+  for (const name of names) {
+    const value = headers[name]
+    if (value !== undefined && value.trim() !== "") {
+      const n = Number(value)
+      if (Number.isFinite(n)) return n
+    }
+  }
+  return undefined
+}
+
+/**
+ * The upstream's rate-limit view from a response's headers (OpenAI's `x-ratelimit-*`,
+ * Anthropic's `anthropic-ratelimit-*`), or `undefined` when it sent none.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * ErrorMapping.parseRateLimit({ "x-ratelimit-remaining-requests": "59", "x-ratelimit-limit-requests": "60" })
+ * // { remainingRequests: 59, limitRequests: 60, ... }
+ * @since 0.1.0
+ */
+export const parseRateLimit = (headers: Readonly<Record<string, string | undefined>>): RateLimitInfo | undefined => {
+  const info: RateLimitInfo = {
+    remainingRequests: numberHeader(headers, ["x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining"]),
+    remainingTokens: numberHeader(headers, ["x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining"]),
+    limitRequests: numberHeader(headers, ["x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit"]),
+    limitTokens: numberHeader(headers, ["x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit"])
+  }
+  return info.remainingRequests === undefined && info.remainingTokens === undefined &&
+      info.limitRequests === undefined && info.limitTokens === undefined
+    ? undefined
+    : info
+}
