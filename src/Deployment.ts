@@ -12,7 +12,7 @@ import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { InvalidConfig } from "./Errors.js"
 import { type Pricing, PricingInput } from "./internal/pricing.js"
-import { decodeConfig, DurationInput, NonEmptyString, NonNegativeNumber, PositiveInt } from "./internal/schemas.js"
+import { decodeConfig, formatIssues, NonEmptyString, NonNegativeNumber, PositiveDuration, PositiveInt } from "./internal/schemas.js"
 import { isProvider, type Provider, type Target } from "./Provider.js"
 
 const ProviderRef = Schema.Union(
@@ -20,7 +20,10 @@ const ProviderRef = Schema.Union(
   Schema.declare(isProvider, { identifier: "Provider" })
 ).annotations({ message: () => "expected a provider name or a Provider object" })
 
-const ApiKey = Schema.Union(Schema.RedactedFromSelf(Schema.String), Schema.Redacted(Schema.String))
+const ApiKey = Schema.Union(Schema.RedactedFromSelf(Schema.String), Schema.Redacted(Schema.String)).annotations({
+  // Never echo the value: it may be a key given with the wrong type.
+  message: () => ({ message: "expected a string or a Redacted string", override: true })
+})
 
 /**
  * The config of one deployment, as the router accepts it.
@@ -66,7 +69,7 @@ export const DeploymentConfig = Schema.Struct({
   tags: Schema.optional(Schema.Array(Schema.String)),
   pricing: Schema.optional(PricingInput),
   contextWindow: Schema.optional(PositiveInt),
-  timeout: Schema.optional(DurationInput)
+  timeout: Schema.optional(PositiveDuration)
 })
 
 /**
@@ -102,7 +105,8 @@ export interface Deployment {
   readonly target: Target
 }
 
-const decodeDeployments = decodeConfig(Schema.Array(DeploymentConfig), "deployments")
+const decodeList = decodeConfig(Schema.Array(Schema.Unknown), "deployments")
+const decodeOne = Schema.decodeUnknownEither(DeploymentConfig, { errors: "all", onExcessProperty: "error" })
 
 /**
  * The id a deployment gets when its config names none: readable, and stable across restarts
@@ -140,29 +144,39 @@ export const fromConfig = (
   configs: unknown,
   providers: Readonly<Record<string, Provider>>
 ): Either.Either<ReadonlyArray<Deployment>, InvalidConfig> => {
-  const decoded = decodeDeployments(configs)
-  if (decoded._tag === "Left") return Either.left(decoded.left)
+  const list = decodeList(configs)
+  if (list._tag === "Left") return Either.left(list.left)
   const issues: Array<{ path: string; message: string }> = []
   const seen = new Map<string, number>()
   const deployments: Array<Deployment> = []
-  if (decoded.right.length === 0) {
+  if (list.right.length === 0) {
     issues.push({ path: "deployments", message: "expected at least one deployment" })
   }
-  decoded.right.forEach((config, index) => {
+  // Each deployment is checked on its own, so that one bad field does not hide the others' issues.
+  list.right.forEach((input, index) => {
+    const decoded = decodeOne(input)
+    const providerRef = decoded._tag === "Right"
+      ? decoded.right.provider
+      : typeof input === "object" && input !== null ? (input as { provider?: unknown }).provider : undefined
     let provider: Provider | undefined
-    if (typeof config.provider === "string") {
-      provider = Object.prototype.hasOwnProperty.call(providers, config.provider) ? providers[config.provider] : undefined
+    if (typeof providerRef === "string" && providerRef !== "") {
+      provider = Object.prototype.hasOwnProperty.call(providers, providerRef) ? providers[providerRef] : undefined
       if (provider === undefined) {
         const known = Object.keys(providers)
         issues.push({
           path: `deployments[${index}].provider`,
-          message: `unknown provider "${config.provider}"; known: ${known.length === 0 ? "(none given)" : known.join(", ")}`
+          message: `unknown provider "${providerRef}"; known: ${known.length === 0 ? "(none given)" : known.join(", ")}`
         })
-        return
       }
-    } else {
-      provider = config.provider
+    } else if (isProvider(providerRef)) {
+      provider = providerRef
     }
+    if (decoded._tag === "Left") {
+      issues.push(...formatIssues(decoded.left, `deployments[${index}]`))
+      return
+    }
+    if (provider === undefined) return
+    const config = decoded.right
     const id = config.id ?? deriveId(config)
     const previous = seen.get(id)
     if (previous !== undefined) {

@@ -36,24 +36,27 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
     }
 
     const eject = (record: CooldownRecord, now: number, retryAfter: Duration.Duration | undefined): CooldownRecord => {
+      if (record.status === "open") {
+        // Already cooling (failures of calls that started before it did): no escalation without
+        // a probe, but a retry-after that reaches further extends the deadline. Never shortens it.
+        const asked = retryAfter === undefined ? 0 : now + Duration.toMillis(retryAfter)
+        return asked > record.until ? { ...record, until: asked } : record
+      }
       const durationMs = retryAfter !== undefined
         ? Duration.toMillis(retryAfter)
         : Math.min(baseMs * 2 ** record.ejections, maxMs)
-      return {
-        status: "open",
-        // Re-cooling extends a deadline, never shortens it.
-        until: Math.max(record.status === "open" ? record.until : 0, now + durationMs),
-        ejections: record.ejections + 1
-      }
+      return { status: "open", until: now + durationMs, ejections: record.ejections + 1 }
     }
 
-    const close = (record: CooldownRecord): readonly [boolean, CooldownRecord] =>
-      record.status === "closed" ? [false, record] : [true, closed]
+    // Closes the circuit only once its cooldown is over: a call that started before the cooldown
+    // and answers during it does not cut the cooldown (or the upstream's retry-after) short.
+    const close = (now: number) => (record: CooldownRecord): readonly [boolean, CooldownRecord] =>
+      record.status === "probing" || (record.status === "open" && record.until <= now) ? [true, closed] : [false, record]
 
     const onFailure = (deployment: Deployment, error: RouterError, now: number) => {
       const kind = classify(error).cooldown
       const retryAfter = "retryAfter" in error ? error.retryAfter : undefined
-      if (kind === "none") return onAlive(deployment)
+      if (kind === "none") return onAlive(deployment, now)
       if (kind === "immediate") {
         return Effect.zipRight(
           state.modifyCooldown(deployment, (r) => [undefined, eject(r, now, retryAfter)]),
@@ -73,8 +76,8 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
     }
 
     // The deployment answered: a probe succeeded (or the request was at fault), so the circuit closes.
-    const onAlive = (deployment: Deployment) =>
-      Effect.flatMap(state.modifyCooldown(deployment, close), (wasOpen) =>
+    const onAlive = (deployment: Deployment, now: number) =>
+      Effect.flatMap(state.modifyCooldown(deployment, close(now)), (wasOpen) =>
         wasOpen ? state.resetOutcomes(deployment) : Effect.void)
 
     const service: Service = {
@@ -85,7 +88,7 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
           if (r.status === "open" && r.until <= now) return [true, { ...r, status: "probing" }]
           return [false, r]
         }),
-      onSuccess: (deployment) => onAlive(deployment),
+      onSuccess: onAlive,
       onFailure,
       onInterrupt: (deployment, now) =>
         state.modifyCooldown(deployment, (r) => [undefined, r.status === "probing" ? { ...r, status: "open", until: now } : r])

@@ -11,11 +11,7 @@ export type Pricing = typeof Pricing.Type
 /** One entry of LiteLLM's `model_prices_and_context_window.json`; unknown keys are kept out of the way. */
 export const LiteLLMPriceEntry = Schema.Struct({
   input_cost_per_token: Schema.optional(NonNegativeNumber),
-  output_cost_per_token: Schema.optional(NonNegativeNumber),
-  max_input_tokens: Schema.optional(Schema.Number),
-  max_tokens: Schema.optional(Schema.Union(Schema.Number, Schema.String)),
-  litellm_provider: Schema.optional(Schema.String),
-  mode: Schema.optional(Schema.String)
+  output_cost_per_token: Schema.optional(NonNegativeNumber)
 }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 export type LiteLLMPriceEntry = typeof LiteLLMPriceEntry.Type
 

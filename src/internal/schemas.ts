@@ -13,7 +13,10 @@ export const DurationInput = Schema.transformOrFail(
   {
     strict: true,
     decode: (u, _, ast) =>
-      Option.match(Duration.decodeUnknown(u), {
+      // Duration.decodeUnknown reads negative inputs as zero; a negative duration is a mistake.
+      (typeof u === "number" && u < 0) || (typeof u === "string" && u.trim().startsWith("-"))
+        ? ParseResult.fail(new ParseResult.Type(ast, u, "expected a non-negative duration"))
+        : Option.match(Duration.decodeUnknown(u), {
         onNone: () =>
           ParseResult.fail(
             new ParseResult.Type(ast, u, "expected a duration (milliseconds, a Duration or a string such as \"30 seconds\")")
@@ -50,19 +53,28 @@ const formatPath = (root: string, path: ReadonlyArray<PropertyKey>): string => {
 }
 
 /**
+ * The issues of a parse error, one per bad field, each with its path under `root`. An optional
+ * field's union with `undefined` yields a second "Expected undefined" issue next to the real
+ * one: it is dropped.
+ */
+export const formatIssues = (error: ParseResult.ParseError, root: string) => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
+    path: formatPath(root, issue.path),
+    message: issue.message
+  }))
+  return issues.filter((issue) =>
+    !(issue.message.startsWith("Expected undefined, actual") && issues.some((o) => o !== issue && o.path === issue.path))
+  )
+}
+
+/**
  * Decodes config with every issue reported and unknown keys rejected, turning a parse error
  * into an `InvalidConfig` whose issues name each bad field's path under `root`.
  */
 export const decodeConfig = <A, I>(schema: Schema.Schema<A, I, never>, root: string) => {
   const decode = Schema.decodeUnknownEither(schema, { errors: "all", onExcessProperty: "error" })
   return (input: unknown): Either.Either<A, InvalidConfig> =>
-    Either.mapLeft(decode(input), (error) =>
-      InvalidConfig.fromIssues(
-        ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
-          path: formatPath(root, issue.path),
-          message: issue.message
-        }))
-      ))
+    Either.mapLeft(decode(input), (error) => InvalidConfig.fromIssues(formatIssues(error, root)))
 }
 
 /** `decodeConfig` as an Effect failing with `InvalidConfig`. */
