@@ -1,5 +1,6 @@
 /**
- * Cost metering: turns each call's usage into dollars from the deployment's pricing, keeps
+ * Cost metering: turns each call's usage into dollars (cached prompt tokens at the cache
+ * prices when the pricing has them) from the deployment's pricing, keeps
  * spend per deployment, group and request tag (in {@link RouterState}), and puts the cost on
  * every response's route info.
  *
@@ -33,6 +34,21 @@ export type SpendScope =
   | "total"
 
 /**
+ * The usage a cost is computed from (a chat `Usage` or an embedding's). Cached prompt tokens
+ * (`prompt_tokens_details.cached_tokens` or `cache_read_input_tokens`) and cache writes
+ * (`cache_creation_input_tokens`) are priced at the pricing's cache prices when it has them.
+ *
+ * @since 0.1.0
+ */
+export interface MeteredUsage {
+  readonly prompt_tokens: number
+  readonly completion_tokens?: number | undefined
+  readonly prompt_tokens_details?: { readonly cached_tokens?: number | null | undefined } | null | undefined
+  readonly cache_read_input_tokens?: number | undefined
+  readonly cache_creation_input_tokens?: number | undefined
+}
+
+/**
  * The cost meter's operations.
  *
  * @since 0.1.0
@@ -41,10 +57,7 @@ export interface Service {
   /** The price the meter uses for a deployment, if it knows one. */
   readonly pricing: (deployment: Deployment) => Pricing | undefined
   /** Dollars for a call's usage on a deployment. */
-  readonly cost: (
-    deployment: Deployment,
-    usage: { readonly prompt_tokens: number; readonly completion_tokens?: number | undefined }
-  ) => number
+  readonly cost: (deployment: Deployment, usage: MeteredUsage) => number
   /** Adds a call's cost to the deployment's, its group's, each tag's and the total spend. */
   readonly record: (deployment: Deployment, tags: ReadonlyArray<string>, cost: number) => Effect.Effect<void>
   /** Dollars spent so far in a scope. */

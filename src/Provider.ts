@@ -245,7 +245,9 @@ export type ChatRequest = typeof ChatRequest.Type
 // ---------------------------------------------------------------------------
 
 /**
- * Token usage of one call.
+ * Token usage of one call. `prompt_tokens` counts every input token, cached or not; the
+ * optional cache counts say how many of them were read from or written to a prompt cache
+ * (priced apart when the deployment's pricing says so).
  *
  * @example
  * const usage: Usage = { prompt_tokens: 12, completion_tokens: 30, total_tokens: 42 }
@@ -254,7 +256,16 @@ export type ChatRequest = typeof ChatRequest.Type
 export const Usage = Schema.Struct({
   prompt_tokens: Schema.Number,
   completion_tokens: Schema.Number,
-  total_tokens: Schema.Number
+  total_tokens: Schema.Number,
+  /** OpenAI's breakdown: `cached_tokens` of the prompt were read from the prompt cache. */
+  prompt_tokens_details: Schema.optional(
+    Schema.NullOr(Schema.Struct({ cached_tokens: Schema.optional(Schema.NullOr(Schema.Number)) }, Schema.Record({ key: Schema.String, value: Schema.Unknown })))
+  ),
+  completion_tokens_details: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown }))),
+  /** Prompt tokens read from the cache (Anthropic's name; included in `prompt_tokens`). */
+  cache_read_input_tokens: Schema.optional(Schema.Number),
+  /** Prompt tokens written to the cache (Anthropic's name; included in `prompt_tokens`). */
+  cache_creation_input_tokens: Schema.optional(Schema.Number)
 })
 /** @since 0.1.0 */
 export type Usage = typeof Usage.Type

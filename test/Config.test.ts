@@ -438,7 +438,7 @@ describe("CostMeter.fromLiteLLM", () => {
     if (Either.isLeft(result)) throw new Error(result.left.message)
     expect(result.right).toEqual({
       "gpt-4o-mini": { inputCostPerToken: 1.5e-7, outputCostPerToken: 6e-7 },
-      "anthropic/claude-3-5-haiku": { inputCostPerToken: 8e-7, outputCostPerToken: 4e-6 }
+      "anthropic/claude-3-5-haiku": { inputCostPerToken: 8e-7, outputCostPerToken: 4e-6, cacheWriteCostPerToken: 1e-6 }
     })
   })
 

@@ -5,7 +5,7 @@ import type { Options, Service, SpendScope } from "../CostMeter.js"
 import type { Deployment } from "../Deployment.js"
 import type { InvalidConfig } from "../Errors.js"
 import { RouterState } from "../RouterState.js"
-import { LiteLLMPriceEntry, type Pricing, PricingInput } from "./pricing.js"
+import { fromLiteLLMEntry, LiteLLMPriceEntry, type Pricing, PricingInput } from "./pricing.js"
 import { builtinPrices } from "./prices.js"
 import { decodeConfig, validateConfig } from "./schemas.js"
 
@@ -16,7 +16,7 @@ export const fromLiteLLM = (json: unknown): Either.Either<Record<string, Pricing
     const table: Record<string, Pricing> = {}
     for (const [model, entry] of Object.entries(entries)) {
       if (entry.input_cost_per_token !== undefined && entry.output_cost_per_token !== undefined) {
-        table[model] = { inputCostPerToken: entry.input_cost_per_token, outputCostPerToken: entry.output_cost_per_token }
+        table[model] = fromLiteLLMEntry({ ...entry, input_cost_per_token: entry.input_cost_per_token, output_cost_per_token: entry.output_cost_per_token })
       }
     }
     return table
@@ -71,7 +71,13 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
       cost: (deployment, usage) => {
         const price = pricing(deployment)
         if (price === undefined) return 0
-        return usage.prompt_tokens * price.inputCostPerToken + (usage.completion_tokens ?? 0) * price.outputCostPerToken
+        const cacheRead = usage.prompt_tokens_details?.cached_tokens ?? usage.cache_read_input_tokens ?? 0
+        const cacheWrite = usage.cache_creation_input_tokens ?? 0
+        const uncached = usage.prompt_tokens - cacheRead - cacheWrite
+        return uncached * price.inputCostPerToken +
+          cacheRead * (price.cacheReadCostPerToken ?? price.inputCostPerToken) +
+          cacheWrite * (price.cacheWriteCostPerToken ?? price.inputCostPerToken) +
+          (usage.completion_tokens ?? 0) * price.outputCostPerToken
       },
       record: (deployment, tags, cost) => {
         if (cost === 0) return Effect.void

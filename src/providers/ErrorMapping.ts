@@ -58,11 +58,15 @@ const contentPolicyMessage = /content (management )?policy|content filter|safety
  * @since 0.1.0
  */
 export const rules: ReadonlyArray<Rule> = [
+  // Payload too large in bytes (Anthropic's request_too_large): a larger context will not help.
+  { status: 413, error: "BadRequest" },
   { status: [400, 499], code: contextWindowCodes, error: "ContextWindowExceeded" },
   { status: [400, 499], code: contentPolicyCodes, error: "ContentPolicy" },
   { status: [400, 422], message: contextWindowMessage, error: "ContextWindowExceeded" },
   { status: [400, 422], message: contentPolicyMessage, error: "ContentPolicy" },
   { status: 401, error: "Authentication" },
+  // Out of credit (Anthropic's billing_error): like a refused key, the deployment is unusable until someone acts.
+  { status: 402, error: "Authentication" },
   { status: 403, error: "Authentication" },
   { status: 404, error: "ModelNotFound" },
   { status: 408, error: "Timeout" },

@@ -17,7 +17,7 @@ const ms = (d: Duration.Duration | undefined) => (d === undefined ? undefined : 
 describe("ErrorMapping.fromResponse", () => {
   it("maps statuses to tags", () => {
     const cases: Array<[number, string]> = [
-      [401, "Authentication"], [403, "Authentication"], [404, "ModelNotFound"], [408, "Timeout"],
+      [401, "Authentication"], [402, "Authentication"], [403, "Authentication"], [413, "BadRequest"], [404, "ModelNotFound"], [408, "Timeout"],
       [409, "ServerError"], [429, "RateLimited"], [500, "ServerError"], [502, "ServerError"],
       [503, "ServerError"], [529, "ServerError"], [400, "BadRequest"], [422, "BadRequest"], [302, "MalformedResponse"]
     ]
