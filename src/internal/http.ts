@@ -1,0 +1,591 @@
+/**
+ * The HTTP core every HTTP provider shares (OpenAI-compatible, Anthropic): send a JSON POST,
+ * read a JSON reply or a server-sent-event stream, and turn every way that can go wrong into a
+ * typed {@link ProviderError} carrying the provider name and deployment id, never the key.
+ *
+ * API (kept small and stable; providers build on nothing else):
+ *
+ * - `Endpoint`: what one target needs on the wire, built once per target with `makeEndpoint`:
+ *   provider name, deployment id, prepared headers, the secrets to keep out of spans and
+ *   errors, and the rate-limit sink (`target.reportRateLimit`).
+ * - `makeEndpoint({ provider, target, headers })`: header values may be `Redacted` (API keys):
+ *   they are unwrapped into the request headers once, their header names are redacted from
+ *   tracing spans and their values are scrubbed from every error message.
+ * - `postJson(client, endpoint, { url, urlParams?, body, timeout, decode })`:
+ *   `Effect<A, ProviderError>`. Non-2xx goes through `ErrorMapping.fromResponse`; a 2xx body
+ *   that is not JSON, is an error object, or does not `decode` is a typed error; `timeout`
+ *   bounds the whole exchange.
+ * - `postSse(client, endpoint, { url, urlParams?, body, firstByteTimeout, idleTimeout, isEnd,
+ *   endName })`: `Stream<Sse.Event, ProviderError>` (parsed by `@effect/experimental/Sse`).
+ *   `firstByteTimeout` bounds the wait from sending until the first bytes of the body,
+ *   `idleTimeout` every later wait for more bytes. The stream ends after (and including) the
+ *   event for which `isEnd` holds and stops reading; a body that ends before such an event is
+ *   a `MalformedResponse` ("stream ended before <endName>").
+ * - `parseJson(endpoint, text, what)`, `decoder(schema)`, `isErrorPayload(json)`,
+ *   `errorFromPayload(endpoint, raw, status?)`: helpers for reading events and bodies.
+ * - `fromHttpClientError(endpoint, error)`, `timeoutError(endpoint, what, duration)`,
+ *   `fail(endpoint, tag, message, status?)`: typed errors, scrubbed of secrets.
+ *
+ * Rate-limit headers of every response (success or failure) go to `endpoint.reportRateLimit`.
+ * Interrupting a call aborts the HTTP request (HttpClient does it); finishing or leaving a
+ * stream early aborts the rest of its body, so the socket is released. Nothing here retries.
+ *
+ * @internal
+ */
+import * as Sse from "@effect/experimental/Sse"
+import * as Headers from "@effect/platform/Headers"
+import * as HttpBody from "@effect/platform/HttpBody"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as Errors from "../Errors.js"
+import type { RateLimitInfo, Target } from "../Provider.js"
+import * as ErrorMapping from "../providers/ErrorMapping.js"
+
+type ProviderError = Errors.ProviderError
+type ErrorTag = ProviderError["_tag"]
+
+// ---------------------------------------------------------------------------
+// Endpoint
+// ---------------------------------------------------------------------------
+
+/**
+ * What one target needs on the wire, prepared once.
+ *
+ * @internal
+ */
+export interface Endpoint {
+  readonly provider: string
+  readonly deploymentId: string
+  /** Every request's headers (secrets already unwrapped). */
+  readonly headers: Headers.Headers
+  /** Lower-case names of headers holding secrets: redacted from tracing spans. */
+  readonly secretNames: ReadonlyArray<string>
+  /** Secret values: scrubbed from every error message. */
+  readonly secretValues: ReadonlyArray<string>
+  readonly reportRateLimit: ((info: RateLimitInfo) => Effect.Effect<void>) | undefined
+  /** The error table this provider's failures are mapped with. */
+  readonly rules: ReadonlyArray<ErrorMapping.Rule>
+}
+
+/**
+ * Header values as providers give them: `Redacted` for secrets, `undefined` to leave one out.
+ *
+ * @internal
+ */
+export type HeaderInput = Readonly<Record<string, string | Redacted.Redacted<string> | undefined>>
+
+/**
+ * Builds the {@link Endpoint} of a target.
+ *
+ * @internal
+ */
+export const makeEndpoint = (options: {
+  readonly provider: string
+  readonly target: Target
+  readonly headers: HeaderInput
+  /** The provider's error table; the shared `ErrorMapping.rules` by default. */
+  readonly rules?: ReadonlyArray<ErrorMapping.Rule> | undefined
+}): Endpoint => {
+  const record: Record<string, string> = {}
+  const secretNames: Array<string> = []
+  const secretValues: Array<string> = []
+  for (const [name, value] of Object.entries(options.headers)) {
+    if (value === undefined) continue
+    const key = name.toLowerCase()
+    if (Redacted.isRedacted(value)) {
+      const secret = Redacted.value(value)
+      record[key] = secret
+      secretNames.push(key)
+      if (secret.length >= 4) secretValues.push(secret)
+      // the bare key too, when the header wraps it ("Bearer <key>")
+      const bare = secret.replace(/^(Bearer|Basic|Token)\s+/i, "")
+      if (bare !== secret && bare.length >= 4) secretValues.push(bare)
+    } else {
+      record[key] = value
+    }
+  }
+  if (options.target.apiKey !== undefined) {
+    const key = Redacted.value(options.target.apiKey)
+    if (key.length >= 4 && !secretValues.includes(key)) secretValues.push(key)
+  }
+  return {
+    provider: options.provider,
+    deploymentId: options.target.deploymentId,
+    headers: Headers.fromInput(record),
+    secretNames,
+    secretValues,
+    reportRateLimit: options.target.reportRateLimit ?? undefined,
+    rules: options.rules ?? ErrorMapping.rules
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+const scrub = (endpoint: Endpoint, text: string): string => {
+  let out = text
+  for (const secret of endpoint.secretValues) {
+    if (out.includes(secret)) out = out.split(secret).join("<redacted>")
+  }
+  return out
+}
+
+/**
+ * A typed error of the endpoint, its message scrubbed of secrets.
+ *
+ * @internal
+ */
+export const fail = (
+  endpoint: Endpoint,
+  tag: ErrorTag,
+  message: string,
+  status?: number | undefined,
+  retryAfter?: Duration.Duration | undefined
+): ProviderError =>
+  ErrorMapping.makeError(tag, {
+    provider: endpoint.provider,
+    deploymentId: endpoint.deploymentId,
+    message: scrub(endpoint, message),
+    status,
+    retryAfter
+  })
+
+const rescrub = (endpoint: Endpoint, error: ProviderError): ProviderError =>
+  endpoint.secretValues.length === 0 || scrub(endpoint, error.message) === error.message
+    ? error
+    : fail(endpoint, error._tag, error.message, error.status, error.retryAfter)
+
+/**
+ * A `Timeout` for a wait that took too long.
+ *
+ * @internal
+ */
+export const timeoutError = (endpoint: Endpoint, what: string, duration: Duration.Duration): ProviderError =>
+  fail(endpoint, "Timeout", `${endpoint.provider}: ${what} within ${Duration.format(duration)}`)
+
+const networkCodes = new Set([
+  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH",
+  "ECONNABORTED", "UND_ERR_SOCKET", "UND_ERR_CLOSED", "UND_ERR_ABORTED", "ERR_STREAM_PREMATURE_CLOSE"
+])
+const timeoutCodes = new Set(["ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"])
+const networkMessage = /terminated|other side closed|socket hang up|fetch failed|network|ECONN|EPIPE/i
+
+/** Codes and messages along an error's cause chain (never its request, which holds headers). */
+const describeCause = (cause: unknown): { readonly code: string | undefined; readonly text: string } => {
+  let code: string | undefined
+  const texts: Array<string> = []
+  let node: unknown = cause
+  for (let depth = 0; depth < 6 && typeof node === "object" && node !== null; depth++) {
+    const record = node as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown }
+    if (code === undefined && typeof record.code === "string") code = record.code
+    if (typeof record.message === "string" && record.message !== "") texts.push(record.message.slice(0, 200))
+    node = record.cause ?? (Array.isArray(record.errors) ? record.errors[0] : undefined)
+  }
+  return { code, text: texts.join(": ") }
+}
+
+/**
+ * Maps an HttpClient failure: transport failures (refused, reset, DNS) are `NetworkError`,
+ * transport timeouts `Timeout`, a body that cannot be read `NetworkError` when the connection
+ * broke and `MalformedResponse` otherwise.
+ *
+ * @internal
+ */
+export const fromHttpClientError = (endpoint: Endpoint, error: HttpClientError.HttpClientError): ProviderError => {
+  const { code, text } = describeCause(error.cause)
+  const detail = code ?? (text === "" ? error.reason : text)
+  const status = error._tag === "ResponseError" ? error.response.status : undefined
+  if (code !== undefined && timeoutCodes.has(code)) {
+    return fail(endpoint, "Timeout", `${endpoint.provider}: transport timeout (${detail})`, status)
+  }
+  if (error._tag === "RequestError") {
+    if (error.reason === "Encode") return fail(endpoint, "BadRequest", `${endpoint.provider}: could not encode the request`)
+    if (error.reason === "InvalidUrl") return fail(endpoint, "NetworkError", `${endpoint.provider}: invalid URL`)
+    return fail(endpoint, "NetworkError", `${endpoint.provider}: connection failed (${detail})`)
+  }
+  if ((code !== undefined && networkCodes.has(code)) || networkMessage.test(text)) {
+    return fail(endpoint, "NetworkError", `${endpoint.provider}: connection lost while reading the response (${detail})`, status)
+  }
+  return fail(endpoint, "MalformedResponse", `${endpoint.provider}: could not read the response body (${detail})`, status)
+}
+
+/**
+ * Whether a JSON value is an error object rather than a result: OpenAI's `{ error: {...} }`,
+ * Anthropic's `{ type: "error", error }`, vLLM's `{ object: "error", message }`.
+ *
+ * @internal
+ */
+export const isErrorPayload = (json: unknown): boolean => {
+  if (typeof json !== "object" || json === null) return false
+  const record = json as { error?: unknown; type?: unknown; object?: unknown }
+  return (record.error !== undefined && record.error !== null) || record.type === "error" || record.object === "error"
+}
+
+/** Status for error payloads that come without one (inside a stream or a 2xx body). */
+const statusOfCode: Readonly<Record<string, number>> = {
+  invalid_request_error: 400,
+  request_too_large: 413,
+  authentication_error: 401,
+  invalid_api_key: 401,
+  permission_error: 403,
+  not_found_error: 404,
+  model_not_found: 404,
+  rate_limit_error: 429,
+  rate_limit_exceeded: 429,
+  insufficient_quota: 429,
+  overloaded_error: 529,
+  api_error: 500,
+  server_error: 500,
+  timeout_error: 408
+}
+
+/**
+ * Maps an error object found in a 2xx body or a stream (`raw` is its JSON text). The status is
+ * the payload's own numeric `code`/`status` or, failing that, derived from its error type.
+ *
+ * @internal
+ */
+export const errorFromPayload = (endpoint: Endpoint, raw: string, status?: number | undefined): ProviderError => {
+  const { codes, message } = ErrorMapping.parseBody(raw)
+  let derived = status ?? numericStatus(raw)
+  if (derived === undefined) {
+    for (const code of codes) {
+      const s = statusOfCode[code]
+      if (s !== undefined) {
+        derived = s
+        break
+      }
+    }
+  }
+  const mapped = ErrorMapping.fromResponse({
+    provider: endpoint.provider,
+    deploymentId: endpoint.deploymentId,
+    status: derived ?? (codes.some((c) => /context|content|filter|policy/.test(c)) ? 400 : 500),
+    headers: {},
+    body: raw,
+    now: 0
+  }, endpoint.rules)
+  return fail(endpoint, mapped._tag, `${endpoint.provider} error: ${message === "" ? "(no message)" : message}`, status ?? numericStatus(raw))
+}
+
+const numericStatus = (raw: string): number | undefined => {
+  try {
+    const json = JSON.parse(raw) as { code?: unknown; status?: unknown; error?: { code?: unknown; status?: unknown } }
+    for (const value of [json.code, json.status, json.error?.code, json.error?.status]) {
+      const n = typeof value === "number" ? value : typeof value === "string" && /^\d{3}$/.test(value) ? Number(value) : NaN
+      if (n >= 400 && n <= 599) return n
+    }
+  } catch {
+    // not JSON
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------
+// Decoding helpers
+// ---------------------------------------------------------------------------
+
+const preview = (text: string) => {
+  const trimmed = text.trim()
+  return trimmed === "" ? "(empty)" : trimmed.length > 80 ? `${JSON.stringify(trimmed.slice(0, 80))}...` : JSON.stringify(trimmed)
+}
+
+/**
+ * Parses JSON text, or a `MalformedResponse` naming `what` was being read.
+ *
+ * @internal
+ */
+export const parseJson = (
+  endpoint: Endpoint,
+  text: string,
+  what: string,
+  status?: number | undefined
+): Either.Either<unknown, ProviderError> => {
+  try {
+    return Either.right(JSON.parse(text))
+  } catch {
+    return Either.left(fail(endpoint, "MalformedResponse", `${endpoint.provider}: ${what} is not JSON: ${preview(text)}`, status))
+  }
+}
+
+/**
+ * A decoder of a schema whose failure is a short message (the first issue and its path).
+ *
+ * @internal
+ */
+export const decoder = <A, I>(schema: Schema.Schema<A, I>): (u: unknown) => Either.Either<A, string> => {
+  const decode = Schema.decodeUnknownEither(schema, { errors: "first" })
+  return (u) => {
+    const result = decode(u)
+    if (Either.isRight(result)) return Either.right(result.right)
+    const issues = ParseResult.ArrayFormatter.formatErrorSync(result.left)
+    const first = issues[0]
+    const message = first === undefined
+      ? "does not match the expected shape"
+      : `${first.path.length > 0 ? `at ${first.path.join(".")}: ` : ""}${first.message}`
+    return Either.left(message.slice(0, 200))
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------
+
+interface RequestOptions {
+  readonly url: string
+  readonly urlParams?: Readonly<Record<string, string>> | undefined
+  /** Sent as JSON. */
+  readonly body: unknown
+}
+
+const buildRequest = (
+  endpoint: Endpoint,
+  options: RequestOptions,
+  accept: string
+): Either.Either<HttpClientRequest.HttpClientRequest, ProviderError> => {
+  let text: string
+  try {
+    text = JSON.stringify(options.body)
+  } catch {
+    return Either.left(fail(endpoint, "BadRequest", `${endpoint.provider}: the request body cannot be encoded as JSON`))
+  }
+  return Either.right(HttpClientRequest.post(options.url, {
+    headers: endpoint.headers,
+    urlParams: options.urlParams,
+    accept,
+    body: HttpBody.text(text, "application/json")
+  }))
+}
+
+/** Runs the request with the endpoint's secret header names redacted from tracing spans. */
+const execute = (
+  client: HttpClient.HttpClient,
+  endpoint: Endpoint,
+  request: HttpClientRequest.HttpClientRequest
+): Effect.Effect<HttpClientResponse.HttpClientResponse, ProviderError> => {
+  const run = Effect.mapError(client.execute(request), (e) => fromHttpClientError(endpoint, e))
+  return endpoint.secretNames.length === 0
+    ? run
+    : Effect.locallyWith(run, Headers.currentRedactedNames, (names) =>
+      endpoint.secretNames.every((n) => names.includes(n)) ? names : [...names, ...endpoint.secretNames])
+}
+
+const reportRateLimit = (endpoint: Endpoint, response: HttpClientResponse.HttpClientResponse): Effect.Effect<void> => {
+  if (endpoint.reportRateLimit === undefined) return Effect.void
+  const info = ErrorMapping.parseRateLimit(response.headers)
+  return info === undefined ? Effect.void : endpoint.reportRateLimit(info)
+}
+
+/** A non-2xx response, mapped with the table from its status, headers and raw body. */
+const failedResponse = (
+  endpoint: Endpoint,
+  response: HttpClientResponse.HttpClientResponse
+): Effect.Effect<never, ProviderError> =>
+  Effect.flatMap(
+    Effect.zip(Effect.orElseSucceed(response.text, () => ""), Clock.currentTimeMillis),
+    ([body, now]) =>
+      Effect.fail(rescrub(
+        endpoint,
+        ErrorMapping.fromResponse({
+          provider: endpoint.provider,
+          deploymentId: endpoint.deploymentId,
+          status: response.status,
+          headers: response.headers,
+          body,
+          now
+        }, endpoint.rules)
+      ))
+  )
+
+const isOk = (status: number) => status >= 200 && status < 300
+
+const withTimeout = <A>(
+  effect: Effect.Effect<A, ProviderError>,
+  duration: Duration.Duration,
+  onTimeout: () => ProviderError
+): Effect.Effect<A, ProviderError> =>
+  Duration.isFinite(duration) ? Effect.timeoutFail(effect, { duration, onTimeout }) : effect
+
+/**
+ * A JSON exchange.
+ *
+ * @internal
+ */
+export interface JsonCall<A> extends RequestOptions {
+  /** Bounds the whole exchange, body included. */
+  readonly timeout: Duration.Duration
+  readonly decode: (json: unknown) => Either.Either<A, string>
+}
+
+/**
+ * POSTs a JSON body and decodes the JSON reply.
+ *
+ * @internal
+ */
+export const postJson = <A>(
+  client: HttpClient.HttpClient,
+  endpoint: Endpoint,
+  call: JsonCall<A>
+): Effect.Effect<A, ProviderError> => {
+  const request = buildRequest(endpoint, call, "application/json")
+  if (Either.isLeft(request)) return Effect.fail(request.left)
+  const exchange = Effect.flatMap(execute(client, endpoint, request.right), (response) =>
+    Effect.zipRight(
+      reportRateLimit(endpoint, response),
+      !isOk(response.status)
+        ? failedResponse(endpoint, response)
+        : Effect.flatMap(
+          Effect.mapError(response.text, (e) => fromHttpClientError(endpoint, e)),
+          (text) => {
+            const json = parseJson(endpoint, text, "the response body", response.status)
+            if (Either.isLeft(json)) return Effect.fail(json.left)
+            if (isErrorPayload(json.right)) return Effect.fail(errorFromPayload(endpoint, text))
+            const decoded = call.decode(json.right)
+            return Either.isRight(decoded)
+              ? Effect.succeed(decoded.right)
+              : Effect.fail(fail(
+                endpoint,
+                "MalformedResponse",
+                `${endpoint.provider}: unexpected response body: ${decoded.left}`,
+                response.status
+              ))
+          }
+        )
+    ))
+  return withTimeout(exchange, call.timeout, () => timeoutError(endpoint, "no complete response", call.timeout))
+}
+
+/**
+ * A server-sent-event exchange.
+ *
+ * @internal
+ */
+export interface SseCall extends RequestOptions {
+  /** From sending the request until the first bytes of the body. */
+  readonly firstByteTimeout: Duration.Duration
+  /** Between later reads of the body. */
+  readonly idleTimeout: Duration.Duration
+  /** The event that ends the stream normally (it is emitted, then reading stops). */
+  readonly isEnd: (event: Sse.Event) => boolean
+  /** How the end event is called in errors ("[DONE]", "message_stop"). */
+  readonly endName: string
+}
+
+/**
+ * POSTs a JSON body and streams the server-sent events of the reply.
+ *
+ * @internal
+ */
+export const postSse = (
+  client: HttpClient.HttpClient,
+  endpoint: Endpoint,
+  call: SseCall
+): Stream.Stream<Sse.Event, ProviderError> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const request = buildRequest(endpoint, call, "text/event-stream")
+    if (Either.isLeft(request)) return yield* request.left
+    const startedAt = yield* Clock.currentTimeMillis
+    const firstByteTimeout = () => timeoutError(endpoint, "no first byte", call.firstByteTimeout)
+    const response = yield* withTimeout(
+      Effect.flatMap(execute(client, endpoint, request.right), (response) =>
+        Effect.zipRight(
+          reportRateLimit(endpoint, response),
+          !isOk(response.status)
+            ? failedResponse(endpoint, response)
+            : isJson(response)
+            ? jsonInsteadOfStream(endpoint, response)
+            : Effect.succeed(response)
+        )),
+      call.firstByteTimeout,
+      firstByteTimeout
+    )
+    const elapsed = (yield* Clock.currentTimeMillis) - startedAt
+    const remaining = Duration.isFinite(call.firstByteTimeout)
+      ? Duration.millis(Math.max(0, Duration.toMillis(call.firstByteTimeout) - elapsed))
+      : call.firstByteTimeout
+    const text = response.stream.pipe(
+      Stream.mapError((e) => fromHttpClientError(endpoint, e)),
+      Stream.decodeText(),
+      withReadTimeouts(remaining, call.idleTimeout, firstByteTimeout, () =>
+        timeoutError(endpoint, "stream idle: no data", call.idleTimeout))
+    )
+    const events = text.pipe(
+      Stream.pipeThroughChannel(Sse.makeChannel<ProviderError, unknown>()),
+      // The SSE parser dies on an event over its size limit: a malformed stream, not a defect of ours.
+      Stream.catchAllCause((cause) => {
+        const defect = Cause.dieOption(cause)
+        return Option.isSome(defect) && defect.value instanceof Sse.SseError
+          ? Stream.fail(fail(endpoint, "MalformedResponse", `${endpoint.provider}: ${defect.value.message}`))
+          : Stream.failCause(cause)
+      })
+    )
+    return Stream.suspend(() => {
+      let ended = false
+      return events.pipe(
+        Stream.takeUntil((event) => (ended = call.isEnd(event))),
+        Stream.concat(Stream.suspend(() =>
+          ended ? Stream.empty : Stream.fail(fail(
+            endpoint,
+            "MalformedResponse",
+            `${endpoint.provider}: stream ended before ${call.endName} (cut off)`
+          ))
+        ))
+      )
+    })
+  }))
+
+const isJson = (response: HttpClientResponse.HttpClientResponse) =>
+  (response.headers["content-type"] ?? "").toLowerCase().includes("application/json")
+
+/** A 2xx JSON body where an event stream was asked for: an error object, or malformed. */
+const jsonInsteadOfStream = (
+  endpoint: Endpoint,
+  response: HttpClientResponse.HttpClientResponse
+): Effect.Effect<never, ProviderError> =>
+  Effect.flatMap(Effect.mapError(response.text, (e) => fromHttpClientError(endpoint, e)), (text) => {
+    const json = parseJson(endpoint, text, "the response body", response.status)
+    if (Either.isLeft(json)) return Effect.fail(json.left)
+    return Effect.fail(
+      isErrorPayload(json.right)
+        ? errorFromPayload(endpoint, text)
+        : fail(endpoint, "MalformedResponse", `${endpoint.provider}: expected an event stream, got JSON`, response.status)
+    )
+  })
+
+/** Fails a stream when its first element takes longer than `first`, or a later one than `idle`. */
+const withReadTimeouts = <A>(
+  first: Duration.Duration,
+  idle: Duration.Duration,
+  onFirst: () => ProviderError,
+  onIdle: () => ProviderError
+) =>
+(self: Stream.Stream<A, ProviderError>): Stream.Stream<A, ProviderError> =>
+  Stream.unwrapScoped(Effect.map(Stream.toPull(self), (pull) => {
+    let started = false
+    const next = Effect.suspend(() => {
+      const duration = started ? idle : first
+      const timed = Duration.isFinite(duration)
+        ? Effect.timeoutFail(pull, {
+          duration,
+          onTimeout: () => Option.some(started ? onIdle() : onFirst())
+        })
+        : pull
+      return Effect.tap(timed, (chunk) => {
+        if (chunk.length > 0) started = true
+      })
+    })
+    return Stream.repeatEffectChunkOption(next)
+  }))

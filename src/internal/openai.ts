@@ -1,0 +1,387 @@
+/**
+ * The OpenAI-compatible provider: chat completions, streaming and embeddings in OpenAI's wire
+ * format, over the shared HTTP core (`internal/http.ts`).
+ *
+ * @internal
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import type * as Sse from "@effect/experimental/Sse"
+import type * as Errors from "../Errors.js"
+import {
+  ChatChunk,
+  type ChatRequest,
+  ChatResponse,
+  type EmbeddingRequest,
+  EmbeddingResponse,
+  type Message,
+  type Provider,
+  type Target,
+  type TextPart
+} from "../Provider.js"
+import * as Http from "./http.js"
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+/** See `OpenAiCompatible.Options`. */
+export interface Options {
+  readonly name?: string | undefined
+  readonly apiBase?: string | undefined
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly apiKeyEnv?: string | false | undefined
+  readonly organization?: string | undefined
+  readonly project?: string | undefined
+  readonly headers?: Readonly<Record<string, string | Redacted.Redacted<string>>> | undefined
+  readonly azure?: { readonly apiVersion: string } | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly firstByteTimeout?: Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly includeUsageInStream?: boolean | undefined
+}
+
+/** @internal */
+export const defaultApiBase = "https://api.openai.com/v1"
+/** @internal */
+export const defaultTimeout = Duration.minutes(10)
+/** @internal */
+export const defaultIdleTimeout = Duration.minutes(2)
+
+// ---------------------------------------------------------------------------
+// Wire format
+// ---------------------------------------------------------------------------
+
+// Our schema types never hold an explicit `undefined` (optional means absent), so it is dropped
+// from property types: under exactOptionalPropertyTypes the SDK's optional fields reject it.
+type Mutable<T> = T extends string | number | boolean | null | undefined ? T
+  : T extends ReadonlyArray<infer U> ? Array<Mutable<U>>
+  : { -readonly [K in keyof T]: Mutable<Exclude<T[K], undefined>> }
+
+/** Content that OpenAI accepts in system, assistant and tool messages: text parts only. */
+type TextOnly<C> = C extends ReadonlyArray<unknown> ? Array<Mutable<TextPart>> : C
+
+type NarrowContent<M> = {
+  -readonly [K in keyof M]: K extends "content" ? TextOnly<Exclude<M[K], undefined>> : Mutable<Exclude<M[K], undefined>>
+}
+
+/**
+ * A message as sent: our `Message`, with text-only content outside user messages (OpenAI takes
+ * images in user messages only).
+ *
+ * @internal
+ */
+export type WireMessage =
+  | Mutable<Extract<Message, { readonly role: "user" }>>
+  | NarrowContent<Extract<Message, { readonly role: "system" }>>
+  | NarrowContent<Extract<Message, { readonly role: "assistant" }>>
+  | NarrowContent<Extract<Message, { readonly role: "tool" }>>
+
+/**
+ * A chat completion request body as sent (our `ChatRequest` without our routing `metadata`).
+ *
+ * @internal
+ */
+export type WireChatRequest = Mutable<Omit<ChatRequest, "metadata" | "messages">> & {
+  messages: Array<WireMessage>
+  stream?: false
+}
+
+/**
+ * A streaming chat completion request body as sent.
+ *
+ * @internal
+ */
+export type WireChatStreamRequest = Mutable<Omit<ChatRequest, "metadata" | "messages">> & {
+  messages: Array<WireMessage>
+  stream: true
+  stream_options?: { include_usage: boolean }
+}
+
+/**
+ * An embedding request body as sent.
+ *
+ * @internal
+ */
+export type WireEmbeddingRequest = Mutable<Omit<EmbeddingRequest, "metadata">>
+
+/** A message list OpenAI would refuse: image parts outside user messages. */
+const checkMessages = (messages: ReadonlyArray<Message>): string | undefined => {
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i]
+    if (message.role === "user") continue
+    const content = message.content
+    if (Array.isArray(content)) {
+      for (const part of content as ReadonlyArray<{ readonly type: string }>) {
+        if (part.type !== "text") return `messages[${i}]: ${message.role} messages take text parts only, got ${part.type}`
+      }
+    }
+  }
+  return undefined
+}
+
+/**
+ * Builds the wire body of a chat request: our request without `metadata` (ours, for routing;
+ * OpenAI's `metadata` means something else), plus `stream` and `stream_options` for streams.
+ * Fails with a message when OpenAI would refuse the messages (images outside user messages).
+ *
+ * Messages are passed through, not copied: the wire types differ from ours only in being
+ * mutable (the SDK's arrays are not readonly) and, after the check, in text-only content.
+ *
+ * @internal
+ */
+export function toWireChatRequest(
+  request: ChatRequest,
+  options: { readonly stream: true; readonly includeUsage?: boolean | undefined }
+): Either.Either<WireChatStreamRequest, string>
+export function toWireChatRequest(
+  request: ChatRequest,
+  options?: { readonly stream?: false | undefined }
+): Either.Either<WireChatRequest, string>
+export function toWireChatRequest(
+  request: ChatRequest,
+  options?: { readonly stream?: boolean | undefined; readonly includeUsage?: boolean | undefined }
+): Either.Either<WireChatRequest | WireChatStreamRequest, string> {
+  const problem = checkMessages(request.messages)
+  if (problem !== undefined) return Either.left(problem)
+  const { metadata: _metadata, ...rest } = request
+  const body = rest as unknown as WireChatStreamRequest
+  if (options?.stream === true) {
+    body.stream = true
+    if (options.includeUsage !== false) body.stream_options = { include_usage: true }
+  }
+  return Either.right(body)
+}
+
+/**
+ * Builds the wire body of an embedding request (without our `metadata`).
+ *
+ * @internal
+ */
+export const toWireEmbeddingRequest = (request: EmbeddingRequest): WireEmbeddingRequest => {
+  const { metadata: _metadata, ...rest } = request
+  return rest as WireEmbeddingRequest
+}
+
+// ---------------------------------------------------------------------------
+// Replies
+// ---------------------------------------------------------------------------
+
+const finishReasons: Readonly<Record<string, string>> = {
+  stop: "stop",
+  length: "length",
+  tool_calls: "tool_calls",
+  content_filter: "content_filter",
+  function_call: "function_call",
+  // what other OpenAI-compatible servers are known to send
+  max_tokens: "length",
+  model_length: "length",
+  tool_use: "tool_calls",
+  end_turn: "stop",
+  stop_sequence: "stop",
+  eos: "stop",
+  abort: "stop"
+}
+
+/**
+ * Servers that speak the dialect loosely send finish reasons outside OpenAI's set; they are
+ * mapped onto it (unknown ones become "stop") rather than failing the whole reply. The parsed
+ * JSON is ours to mutate.
+ */
+const normalizeFinishReasons = (json: unknown): unknown => {
+  const choices = (json as { choices?: unknown } | null)?.choices
+  if (Array.isArray(choices)) {
+    for (const choice of choices) {
+      if (typeof choice === "object" && choice !== null) {
+        const reason = (choice as { finish_reason?: unknown }).finish_reason
+        if (typeof reason === "string" && finishReasons[reason] !== reason) {
+          ;(choice as { finish_reason?: unknown }).finish_reason = finishReasons[reason] ?? "stop"
+        }
+      }
+    }
+  }
+  return json
+}
+
+const decodeChatResponse = Http.decoder(ChatResponse)
+const decodeChat = (json: unknown) => decodeChatResponse(normalizeFinishReasons(json))
+const decodeEmbedding = Http.decoder(EmbeddingResponse)
+const decodeChunk = Http.decoder(ChatChunk)
+
+/** Azure's first chunk carries only prompt filter results (`object: ""`, no choices). */
+const isAnnotationOnly = (json: unknown): boolean => {
+  const record = json as { object?: unknown; choices?: unknown; usage?: unknown }
+  return record.object !== "chat.completion.chunk" && Array.isArray(record.choices) &&
+    record.choices.length === 0 && (record.usage === undefined || record.usage === null)
+}
+
+const isDone = (event: Sse.Event) => event.data.trim() === "[DONE]"
+
+const readEvent = (endpoint: Http.Endpoint, event: Sse.Event): Either.Either<Option.Option<ChatChunk>, Errors.ProviderError> => {
+  const data = event.data
+  if (data.trim() === "" || isDone(event)) return Either.right(Option.none())
+  const json = Http.parseJson(endpoint, data, "a stream event")
+  if (Either.isLeft(json)) {
+    return event.event === "error" ? Either.left(Http.errorFromPayload(endpoint, data)) : Either.left(json.left)
+  }
+  if (event.event === "error" || Http.isErrorPayload(json.right)) return Either.left(Http.errorFromPayload(endpoint, data))
+  if (isAnnotationOnly(json.right)) return Either.right(Option.none())
+  const chunk = decodeChunk(normalizeFinishReasons(json.right))
+  return Either.isRight(chunk)
+    ? Either.right(Option.some(chunk.right))
+    : Either.left(Http.fail(endpoint, "MalformedResponse", `${endpoint.provider}: unexpected stream chunk: ${chunk.left}`))
+}
+
+// ---------------------------------------------------------------------------
+// Provider
+// ---------------------------------------------------------------------------
+
+interface Prepared {
+  readonly endpoint: Http.Endpoint
+  readonly chatUrl: string
+  readonly embedUrl: string
+  readonly urlParams: Readonly<Record<string, string>> | undefined
+  readonly timeout: Duration.Duration
+  readonly firstByteTimeout: Duration.Duration
+}
+
+const trimSlash = (url: string) => url.replace(/\/+$/, "")
+
+/**
+ * The provider over a given client; `envKey` is the key read from the environment, if any.
+ *
+ * @internal
+ */
+export const makeWith = (
+  client: HttpClient.HttpClient,
+  options: Options,
+  envKey: Redacted.Redacted<string> | undefined
+): Provider => {
+  const name = options.name ?? (options.azure !== undefined ? "azure" : "openai")
+  const optionTimeout = options.timeout === undefined ? undefined : Duration.decode(options.timeout)
+  const optionFirstByte = options.firstByteTimeout === undefined ? undefined : Duration.decode(options.firstByteTimeout)
+  const idleTimeout = options.idleTimeout === undefined ? defaultIdleTimeout : Duration.decode(options.idleTimeout)
+  const includeUsage = options.includeUsageInStream !== false
+  const azure = options.azure
+
+  const prepare = (target: Target): Prepared => {
+    const apiKey = target.apiKey ?? options.apiKey ?? envKey
+    const base = trimSlash(target.apiBase ?? options.apiBase ?? defaultApiBase)
+    let chatUrl: string
+    let embedUrl: string
+    const headers: Record<string, string | Redacted.Redacted<string> | undefined> = {}
+    if (azure !== undefined) {
+      const root = `${base.endsWith("/openai") ? base : `${base}/openai`}/deployments/${encodeURIComponent(target.model)}`
+      chatUrl = `${root}/chat/completions`
+      embedUrl = `${root}/embeddings`
+      headers["api-key"] = apiKey
+    } else {
+      chatUrl = `${base}/chat/completions`
+      embedUrl = `${base}/embeddings`
+      headers["authorization"] = apiKey === undefined ? undefined : Redacted.make(`Bearer ${Redacted.value(apiKey)}`)
+      headers["openai-organization"] = options.organization
+      headers["openai-project"] = options.project
+    }
+    if (options.headers !== undefined) {
+      for (const [key, value] of Object.entries(options.headers)) headers[key.toLowerCase()] = value
+    }
+    const endpoint = Http.makeEndpoint({ provider: name, target, headers })
+    // the key of the call may come from the options or the environment: scrub it too
+    const secretValues = apiKey !== undefined && !endpoint.secretValues.includes(Redacted.value(apiKey))
+      ? [...endpoint.secretValues, Redacted.value(apiKey)]
+      : endpoint.secretValues
+    const timeout = target.timeout ?? optionTimeout ?? defaultTimeout
+    return {
+      endpoint: { ...endpoint, secretValues },
+      chatUrl,
+      embedUrl,
+      urlParams: azure === undefined ? undefined : { "api-version": azure.apiVersion },
+      timeout,
+      firstByteTimeout: optionFirstByte ?? timeout
+    }
+  }
+
+  // Built once per target: the router keeps its targets for its lifetime.
+  const cache = new WeakMap<Target, Prepared>()
+  const prepared = (target: Target): Prepared => {
+    let out = cache.get(target)
+    if (out === undefined) {
+      out = prepare(target)
+      cache.set(target, out)
+    }
+    return out
+  }
+
+  const chat: Provider["chat"] = (request, target) => {
+    const p = prepared(target)
+    const body = toWireChatRequest(request)
+    if (Either.isLeft(body)) return Effect.fail(Http.fail(p.endpoint, "BadRequest", `${name}: ${body.left}`))
+    return Http.postJson(client, p.endpoint, {
+      url: p.chatUrl,
+      urlParams: p.urlParams,
+      body: body.right,
+      timeout: p.timeout,
+      decode: decodeChat
+    })
+  }
+
+  const stream: Provider["stream"] = (request, target) =>
+    Stream.suspend(() => {
+      const p = prepared(target)
+      const body = toWireChatRequest(request, { stream: true, includeUsage })
+      if (Either.isLeft(body)) return Stream.fail(Http.fail(p.endpoint, "BadRequest", `${name}: ${body.left}`))
+      return Http.postSse(client, p.endpoint, {
+        url: p.chatUrl,
+        urlParams: p.urlParams,
+        body: body.right,
+        firstByteTimeout: p.firstByteTimeout,
+        idleTimeout,
+        isEnd: isDone,
+        endName: "[DONE]"
+      }).pipe(
+        Stream.mapEffect((event) => readEvent(p.endpoint, event)),
+        Stream.filterMap((chunk) => chunk)
+      )
+    })
+
+  const embed: Provider["embed"] = (request, target) => {
+    const p = prepared(target)
+    return Http.postJson(client, p.endpoint, {
+      url: p.embedUrl,
+      urlParams: p.urlParams,
+      body: toWireEmbeddingRequest(request),
+      timeout: p.timeout,
+      decode: decodeEmbedding
+    })
+  }
+
+  return { name, chat, stream, embed }
+}
+
+/**
+ * Reads the key from the environment (through `Config`, so a `ConfigProvider` can supply it).
+ *
+ * @internal
+ */
+const envKeyOf = (options: Options): Effect.Effect<Redacted.Redacted<string> | undefined> => {
+  if (options.apiKey !== undefined || options.apiKeyEnv === false) return Effect.succeed(undefined)
+  const variable = options.apiKeyEnv ?? (options.azure !== undefined ? "AZURE_OPENAI_API_KEY" : "OPENAI_API_KEY")
+  return Config.option(Config.redacted(variable)).pipe(
+    Effect.map(Option.getOrUndefined),
+    Effect.orElseSucceed(() => undefined)
+  )
+}
+
+/** @internal */
+export const make = (options: Options = {}): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const envKey = yield* envKeyOf(options)
+    return makeWith(client, options, envKey)
+  })

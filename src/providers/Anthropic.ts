@@ -1,0 +1,367 @@
+/**
+ * The Anthropic Messages provider (`POST /v1/messages`), mapped from and to our OpenAI-shaped
+ * chat schemas.
+ *
+ * Requests:
+ *
+ * - system messages (wherever they are) become the top-level `system` prompt;
+ * - text and image parts become content blocks (images from base64 data URLs of jpeg, png, gif
+ *   or webp, or from http(s) URLs);
+ * - assistant `tool_calls` become `tool_use` blocks (their JSON `arguments` parsed into `input`;
+ *   empty arguments are `{}`); `tool` messages become `tool_result` blocks of a user message,
+ *   consecutive ones merged into one message;
+ * - `tools` become `{ name, description, input_schema }`; `tool_choice` `"auto"`, `"required"`,
+ *   `"none"` and a named function become `auto`, `any`, `none` and `tool`;
+ * - `stop` becomes `stop_sequences`, `user` `metadata.user_id`; `temperature` is clamped to
+ *   Anthropic's range [0, 1]; `top_p` is passed on; `seed` is dropped (Anthropic has none);
+ * - `max_tokens` is required by Anthropic: the request's, else `defaultMaxTokens` (4096);
+ * - `response_format`: Anthropic has no JSON mode. A `json_schema` format is sent as
+ *   `output_config.format` (structured outputs) unless `jsonMode: "prompt"`, which asks for JSON
+ *   conforming to the schema in the system prompt instead (for models without structured
+ *   outputs). `json_object` is always asked for in the system prompt. The reply text is passed
+ *   on unchanged either way.
+ *
+ * Responses: text blocks are joined into `content`, `tool_use` blocks become `tool_calls`;
+ * thinking and server-tool blocks are dropped. Stop reasons: `end_turn`, `stop_sequence`,
+ * `pause_turn` → `stop`; `max_tokens`, `model_context_window_exceeded` → `length`; `tool_use` →
+ * `tool_calls`; `refusal` → `content_filter`. Usage counts every input token in `prompt_tokens`
+ * (`input_tokens + cache_read_input_tokens + cache_creation_input_tokens`) and keeps the cache
+ * counts visible (see {@link Usage}).
+ *
+ * Streams: `message_start` gives the first chunk (role), text deltas give content chunks, a
+ * `tool_use` block gives a tool-call delta with its id and name and its `input_json_delta`s
+ * give argument deltas (indexed by tool call, from 0), `message_delta` gives the last chunk
+ * with the finish reason and the usage; the stream ends at `message_stop`. `ping`, thinking and
+ * unknown events are skipped. An `error` event is a typed error (`overloaded_error` →
+ * `ServerError`); a stream cut before `message_stop`, or an event that is not JSON, is a
+ * `MalformedResponse`.
+ *
+ * Errors go through {@link rules} (Anthropic's rules, then the shared `ErrorMapping` table):
+ * 529 overloaded → `ServerError`, "prompt is too long" → `ContextWindowExceeded`, 429 →
+ * `RateLimited` with `retry-after` / `anthropic-ratelimit-*-reset`. The API key never appears
+ * in an error.
+ *
+ * @example
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Effect } from "effect"
+ * import { Anthropic } from "effect-llm-router"
+ *
+ * // the key comes from the deployment, the apiKey option or ANTHROPIC_API_KEY
+ * const program = Effect.gen(function*() {
+ *   const anthropic = yield* Anthropic.make({ defaultMaxTokens: 1024 })
+ *   return yield* anthropic.chat(
+ *     { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "Hello" }] },
+ *     { deploymentId: "claude-a", model: "claude-sonnet-4-5", apiBase: undefined, apiKey: undefined, timeout: undefined }
+ *   )
+ * }).pipe(Effect.provide(NodeHttpClient.layerUndici))
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
+import type * as Redacted from "effect/Redacted"
+import * as internal from "../internal/anthropic.js"
+import type * as Errors from "../Errors.js"
+import type { ChatChunk, ChatRequest, ChatResponse, FinishReason, Provider, Usage as ChatUsage } from "../Provider.js"
+import type * as ErrorMapping from "./ErrorMapping.js"
+
+/**
+ * Options of {@link make}. Every one is optional.
+ *
+ * - `apiKey`: the key when the deployment has none; else the `ANTHROPIC_API_KEY` config
+ *   (environment) is read once, by `make`. Without any key, calls fail with `Authentication`.
+ * - `apiBase`: the base URL when the deployment has none (default `https://api.anthropic.com`;
+ *   a base ending in `/v1` is accepted too).
+ * - `apiVersion`: the `anthropic-version` header (default `"2023-06-01"`).
+ * - `beta`: `anthropic-beta` features, sent comma-separated.
+ * - `headers`: extra headers on every request (`Redacted` values are kept out of errors and
+ *   spans); they may override `anthropic-version` and `anthropic-beta`, never `x-api-key`.
+ * - `defaultMaxTokens`: `max_tokens` when a request has none (default 4096).
+ * - `jsonMode`: how a `json_schema` response format is honoured, see the module docs.
+ * - `timeout`: bounds a whole non-streamed call when the deployment sets no timeout (default
+ *   10 minutes).
+ * - `firstByteTimeout`: bounds a stream's wait from sending until the first bytes of the body
+ *   (default: the call timeout above).
+ * - `idleTimeout`: bounds every later wait for stream data (default 2 minutes; Anthropic sends
+ *   `ping` events while the model thinks, so a silent stream is a stuck one).
+ * - `name`: the provider name put on errors (default `"anthropic"`).
+ *
+ * @example
+ * import { Redacted } from "effect"
+ * const options: Anthropic.Options = {
+ *   apiKey: Redacted.make("sk-ant-..."),
+ *   beta: ["prompt-caching-2024-07-31"],
+ *   defaultMaxTokens: 8192,
+ *   idleTimeout: "30 seconds"
+ * }
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly name?: string | undefined
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly apiBase?: string | undefined
+  readonly apiVersion?: string | undefined
+  readonly beta?: ReadonlyArray<string> | undefined
+  readonly headers?: Readonly<Record<string, string | Redacted.Redacted<string>>> | undefined
+  readonly defaultMaxTokens?: number | undefined
+  readonly jsonMode?: "native" | "prompt" | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly firstByteTimeout?: Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Builds the Anthropic provider over the `HttpClient` in context. Embeddings fail with a
+ * `BadRequest` (Anthropic has no embeddings endpoint).
+ *
+ * @example
+ * import { NodeHttpClient } from "@effect/platform-node"
+ * import { Effect } from "effect"
+ * import { Anthropic } from "effect-llm-router"
+ *
+ * const provider = Anthropic.make({ defaultMaxTokens: 1024 }).pipe(Effect.provide(NodeHttpClient.layerUndici))
+ * @since 0.1.0
+ */
+export const make: (options?: Options) => Effect.Effect<Provider, never, HttpClient.HttpClient> = internal.make
+
+/**
+ * A text content block of a request.
+ *
+ * @example
+ * const block: Anthropic.TextBlock = { type: "text", text: "Hello" }
+ * @since 0.1.0
+ */
+export type TextBlock = internal.WireTextBlock
+
+/**
+ * An image content block of a request (base64 or URL source).
+ *
+ * @example
+ * const block: Anthropic.ImageBlock = { type: "image", source: { type: "url", url: "https://example.com/cat.png" } }
+ * @since 0.1.0
+ */
+export type ImageBlock = internal.WireImageBlock
+
+/**
+ * A `tool_use` block of an assistant turn.
+ *
+ * @example
+ * const block: Anthropic.ToolUseBlock = { type: "tool_use", id: "toolu_1", name: "weather", input: { city: "Oslo" } }
+ * @since 0.1.0
+ */
+export type ToolUseBlock = internal.WireToolUseBlock
+
+/**
+ * A `tool_result` block of a user turn.
+ *
+ * @example
+ * const block: Anthropic.ToolResultBlock = { type: "tool_result", tool_use_id: "toolu_1", content: "12°C" }
+ * @since 0.1.0
+ */
+export type ToolResultBlock = internal.WireToolResultBlock
+
+/**
+ * One message of a Messages request.
+ *
+ * @example
+ * const message: Anthropic.MessageParam = { role: "user", content: "Hello" }
+ * @since 0.1.0
+ */
+export type MessageParam = internal.WireMessage
+
+/**
+ * A tool definition of a Messages request.
+ *
+ * @example
+ * const tool: Anthropic.ToolParam = { name: "weather", input_schema: { type: "object", properties: { city: { type: "string" } } } }
+ * @since 0.1.0
+ */
+export type ToolParam = internal.WireTool
+
+/**
+ * The `tool_choice` of a Messages request.
+ *
+ * @example
+ * const choice: Anthropic.ToolChoiceParam = { type: "tool", name: "weather" }
+ * @since 0.1.0
+ */
+export type ToolChoiceParam = internal.WireToolChoice
+
+/**
+ * The body of `POST /v1/messages` as {@link toWireRequest} builds it (a subset of the SDK's
+ * `MessageCreateParams`, assignable to it).
+ *
+ * @example
+ * const body: Anthropic.MessagesRequest = { model: "claude-sonnet-4-5", max_tokens: 1024, messages: [{ role: "user", content: "Hi" }] }
+ * @since 0.1.0
+ */
+export type MessagesRequest = internal.WireRequest
+
+/**
+ * Options of {@link toWireRequest}: `defaultMaxTokens` and `jsonMode`, as in {@link Options}.
+ *
+ * @example
+ * const options: Anthropic.WireOptions = { defaultMaxTokens: 1024, jsonMode: "prompt" }
+ * @since 0.1.0
+ */
+export type WireOptions = internal.WireOptions
+
+/**
+ * Builds the Messages request body from a chat request (`stream: true` adds the flag). Fails
+ * with the reason when the request holds something Anthropic cannot take: an image format it
+ * does not read, tool-call arguments that are not a JSON object, an image in a system message.
+ * The provider turns that reason into a `BadRequest`.
+ *
+ * @example
+ * import { Either } from "effect"
+ * const body = Anthropic.toWireRequest({
+ *   model: "claude-sonnet-4-5",
+ *   messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }]
+ * })
+ * // Either.right({ model: "claude-sonnet-4-5", max_tokens: 4096, system: "Be brief.", messages: [{ role: "user", content: "Hi" }] })
+ * @since 0.1.0
+ */
+export const toWireRequest: {
+  (request: ChatRequest, options: WireOptions & { readonly stream: true }): Either.Either<MessagesRequest & { stream: true }, string>
+  (request: ChatRequest, options?: WireOptions & { readonly stream?: false | undefined }): Either.Either<MessagesRequest, string>
+} = internal.toWireRequest
+
+/**
+ * Maps a Messages response body (parsed JSON) to a chat response; `createdMs` becomes
+ * `created` (Anthropic sends no timestamp). Fails with a reason when the body is not a message.
+ *
+ * @example
+ * const response = Anthropic.fromWireResponse({
+ *   id: "msg_1", type: "message", role: "assistant", model: "claude-sonnet-4-5",
+ *   content: [{ type: "text", text: "Hi!" }], stop_reason: "end_turn",
+ *   usage: { input_tokens: 5, output_tokens: 2 }
+ * }, Date.now())
+ * @since 0.1.0
+ */
+export const fromWireResponse: (body: unknown, createdMs: number) => Either.Either<ChatResponse, string> =
+  internal.fromWireResponse
+
+/**
+ * Anthropic's stop reason as our finish reason.
+ *
+ * @example
+ * Anthropic.toFinishReason("max_tokens") // "length"
+ * @since 0.1.0
+ */
+export const toFinishReason: (reason: string | null | undefined) => FinishReason | null = internal.toFinishReason
+
+/**
+ * Why a stream could not go on: an event we could not read, or an `error` event.
+ *
+ * @example
+ * const failure: Anthropic.StreamFailure = { _tag: "Malformed", message: "event content_block_delta carries data that is not JSON" }
+ * @since 0.1.0
+ */
+export type StreamFailure = internal.StreamFailure
+
+/**
+ * Turns one stream's server-sent events, in order, into chat chunks.
+ *
+ * @example
+ * const mapper = Anthropic.makeChunkMapper({ createdMs: Date.now(), model: "claude-sonnet-4-5" })
+ * mapper.push("message_start", JSON.stringify({ type: "message_start", message: { id: "msg_1", model: "claude-sonnet-4-5" } }))
+ * mapper.push("content_block_delta", JSON.stringify({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hi" } }))
+ * // Either.right([{ ..., choices: [{ index: 0, delta: { content: "Hi" }, finish_reason: null }] }])
+ * @since 0.1.0
+ */
+export interface ChunkMapper {
+  /** Maps one event (its SSE name and data). */
+  readonly push: (event: string, data: string) => Either.Either<ReadonlyArray<ChatChunk>, StreamFailure>
+  /** Whether `message_stop` arrived. */
+  readonly done: () => boolean
+}
+
+/**
+ * Makes a {@link ChunkMapper}; `createdMs` becomes every chunk's `created`, `model` their
+ * model until `message_start` names it.
+ *
+ * @example
+ * const mapper = Anthropic.makeChunkMapper({ createdMs: 0, model: "claude-sonnet-4-5" })
+ * @since 0.1.0
+ */
+export const makeChunkMapper: (options: { readonly createdMs: number; readonly model: string }) => ChunkMapper =
+  internal.makeChunkMapper
+
+/**
+ * Usage as this provider reports it: our usage plus the prompt-cache counts.
+ * `prompt_tokens` counts every input token (`input_tokens + cache_read_input_tokens +
+ * cache_creation_input_tokens`), `prompt_tokens_details.cached_tokens` the tokens read from the
+ * cache (OpenAI's field), and Anthropic's two cache counts are copied as they came.
+ *
+ * @example
+ * const usage: Anthropic.Usage = {
+ *   prompt_tokens: 1100, completion_tokens: 20, total_tokens: 1120,
+ *   prompt_tokens_details: { cached_tokens: 1000 },
+ *   cache_read_input_tokens: 1000, cache_creation_input_tokens: 0
+ * }
+ * @since 0.1.0
+ */
+export interface Usage extends ChatUsage {
+  readonly prompt_tokens_details: { readonly cached_tokens: number }
+  readonly cache_read_input_tokens: number
+  readonly cache_creation_input_tokens: number
+}
+
+/**
+ * Anthropic's error rules, ahead of the shared `ErrorMapping.rules`: `overloaded_error` →
+ * `ServerError` at any status, `billing_error` → `Authentication` (the key cannot be used until
+ * someone pays: the deployment cools down), `request_too_large` → `ContextWindowExceeded`.
+ *
+ * @example
+ * import { ErrorMapping } from "effect-llm-router"
+ * ErrorMapping.fromResponse({
+ *   provider: "anthropic", deploymentId: "a", status: 529, headers: {}, now: Date.now(),
+ *   body: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+ * }, Anthropic.rules)._tag // "ServerError"
+ * @since 0.1.0
+ */
+export const rules: ReadonlyArray<ErrorMapping.Rule> = internal.rules
+
+/**
+ * Maps an `error` event of a stream to its typed error. The HTTP status was 200; the error's
+ * `status` is the one Anthropic documents for its type (`overloaded_error` → 529).
+ *
+ * @example
+ * Anthropic.errorFromStreamEvent(
+ *   { errorType: "overloaded_error", message: "Overloaded", body: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' },
+ *   { provider: "anthropic", deploymentId: "a", now: Date.now() }
+ * )._tag // "ServerError"
+ * @since 0.1.0
+ */
+export const errorFromStreamEvent: (
+  failure: { readonly errorType: string; readonly message: string; readonly body: string },
+  context: { readonly provider: string; readonly deploymentId: string; readonly now: number }
+) => Errors.ProviderError = internal.errorFromStreamEvent
+
+/**
+ * The default base URL, `https://api.anthropic.com`.
+ *
+ * @example
+ * Anthropic.defaultApiBase // "https://api.anthropic.com"
+ * @since 0.1.0
+ */
+export const defaultApiBase: string = internal.DEFAULT_API_BASE
+
+/**
+ * The default `anthropic-version` header, `"2023-06-01"`.
+ *
+ * @example
+ * Anthropic.defaultApiVersion // "2023-06-01"
+ * @since 0.1.0
+ */
+export const defaultApiVersion: string = internal.DEFAULT_API_VERSION
+
+/**
+ * The default `max_tokens`, 4096.
+ *
+ * @example
+ * Anthropic.defaultMaxTokens // 4096
+ * @since 0.1.0
+ */
+export const defaultMaxTokens: number = internal.DEFAULT_MAX_TOKENS

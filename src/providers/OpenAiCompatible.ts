@@ -1,0 +1,119 @@
+/**
+ * A {@link Provider} for every server speaking OpenAI's chat completions dialect: OpenAI, Azure
+ * OpenAI, Groq, Together, Mistral, vLLM, Ollama, llama.cpp server, LM Studio... over
+ * `HttpClient` from @effect/platform (provide `FetchHttpClient.layer` or, on Node,
+ * `NodeHttpClient.layerUndici`).
+ *
+ * - chat (`POST {apiBase}/chat/completions`), streaming (server-sent events up to `[DONE]`, with
+ *   usage in the last chunk through `stream_options.include_usage`), embeddings
+ *   (`POST {apiBase}/embeddings`); tools, streamed tool-call deltas and `response_format` pass
+ *   through as OpenAI defines them
+ * - Azure OpenAI with `azure: { apiVersion }`: `{apiBase}/openai/deployments/{model}/...?api-version=`
+ *   and an `api-key` header
+ * - every failure is a typed `ProviderError` (see `ErrorMapping`), carrying the provider name and
+ *   the deployment id, never the key; rate-limit headers go to `target.reportRateLimit`
+ * - no retries of its own: the router owns retries
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
+import * as internal from "../internal/openai.js"
+import type { Provider } from "../Provider.js"
+
+/**
+ * How the provider reaches its servers. A deployment's own `apiBase`, `apiKey` and `timeout`
+ * take precedence over these.
+ *
+ * - `name`: the provider's name on errors and in config (default `"openai"`, `"azure"` with `azure`)
+ * - `apiBase`: default `https://api.openai.com/v1`
+ * - `apiKey`: used when a deployment has none. When neither is given the key is read once, when
+ *   the provider is made, from the environment variable `apiKeyEnv` (default `OPENAI_API_KEY`,
+ *   `AZURE_OPENAI_API_KEY` with `azure`) through Effect `Config`; `apiKeyEnv: false` never reads
+ *   it (use that for providers pointed at third-party servers). No key at all is fine for local
+ *   servers (Ollama, vLLM)
+ * - `organization`, `project`: OpenAI's `OpenAI-Organization` / `OpenAI-Project` headers
+ * - `headers`: extra headers on every request; `Redacted` values are treated as secrets (kept out
+ *   of tracing spans and error messages)
+ * - `azure`: Azure OpenAI's URL form and `api-key` header, with the `api-version` to send
+ * - `timeout`: a whole chat or embedding call (default 10 minutes)
+ * - `firstByteTimeout`: streams, from sending until the first bytes of the body (default: `timeout`)
+ * - `idleTimeout`: streams, the longest wait for more data once it started (default 2 minutes)
+ * - `includeUsageInStream`: send `stream_options: { include_usage: true }` (default true); turn it
+ *   off for servers that reject `stream_options`
+ *
+ * @example
+ * import { Duration, Redacted } from "effect"
+ * import type { OpenAiCompatible } from "effect-llm-router"
+ *
+ * const groq: OpenAiCompatible.Options = {
+ *   name: "groq",
+ *   apiBase: "https://api.groq.com/openai/v1",
+ *   apiKey: Redacted.make(process.env.GROQ_API_KEY ?? ""),
+ *   idleTimeout: Duration.seconds(30)
+ * }
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly name?: string | undefined
+  readonly apiBase?: string | undefined
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly apiKeyEnv?: string | false | undefined
+  readonly organization?: string | undefined
+  readonly project?: string | undefined
+  readonly headers?: Readonly<Record<string, string | Redacted.Redacted<string>>> | undefined
+  readonly azure?: AzureOptions | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly firstByteTimeout?: Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly includeUsageInStream?: boolean | undefined
+}
+
+/**
+ * Azure OpenAI: the `api-version` query parameter to send. A deployment's `apiBase` is the
+ * resource URL (`https://<resource>.openai.azure.com`) and its `model` the Azure deployment name.
+ *
+ * @example
+ * import type { OpenAiCompatible } from "effect-llm-router"
+ * const azure: OpenAiCompatible.AzureOptions = { apiVersion: "2024-10-21" }
+ * @since 0.1.0
+ */
+export interface AzureOptions {
+  readonly apiVersion: string
+}
+
+/**
+ * The default `apiBase`.
+ *
+ * @example
+ * import { OpenAiCompatible } from "effect-llm-router"
+ * OpenAiCompatible.defaultApiBase // "https://api.openai.com/v1"
+ * @since 0.1.0
+ */
+export const defaultApiBase: string = internal.defaultApiBase
+
+/**
+ * Makes the provider with the `HttpClient` in context (captured: calls need nothing more).
+ *
+ * @example
+ * import { FetchHttpClient } from "@effect/platform"
+ * import { Effect, Layer, Redacted } from "effect"
+ * import { OpenAiCompatible, Router } from "effect-llm-router"
+ *
+ * const RouterLive = Layer.unwrapEffect(
+ *   Effect.gen(function*() {
+ *     const openai = yield* OpenAiCompatible.make()
+ *     const ollama = yield* OpenAiCompatible.make({ name: "ollama", apiBase: "http://localhost:11434/v1", apiKeyEnv: false })
+ *     return Router.layer({
+ *       deployments: [
+ *         { group: "fast", provider: openai, model: "gpt-4o-mini" },
+ *         { group: "fast", provider: ollama, model: "llama3.2" }
+ *       ]
+ *     })
+ *   })
+ * ).pipe(Layer.provide(Router.defaults), Layer.provide(FetchHttpClient.layer))
+ * @since 0.1.0
+ */
+export const make: (options?: Options) => Effect.Effect<Provider, never, HttpClient.HttpClient> = internal.make
