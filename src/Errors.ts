@@ -145,6 +145,33 @@ export type ProviderError =
   | NetworkError
   | MalformedResponse
 
+const providerErrorClasses: {
+  readonly [K in ProviderError["_tag"]]: new(fields: ProviderErrorFields) => ProviderError
+} = {
+  RateLimited,
+  Timeout,
+  ContextWindowExceeded,
+  ContentPolicy,
+  Authentication,
+  ModelNotFound,
+  BadRequest,
+  ServerError,
+  NetworkError,
+  MalformedResponse
+}
+
+/**
+ * Builds a provider error from its tag (for providers whose error kind is data, such as a
+ * mapping table).
+ *
+ * @example
+ * import { Errors } from "effect-llm-router"
+ * Errors.makeProviderError("ServerError", { provider: "p", deploymentId: "d", status: 503, message: "unavailable" })
+ * @since 0.1.0
+ */
+export const makeProviderError = (tag: ProviderError["_tag"], fields: ProviderErrorFields): ProviderError =>
+  new providerErrorClasses[tag](fields)
+
 /**
  * Why no deployment of a group could take a request.
  *
@@ -282,10 +309,16 @@ export const classification: { readonly [K in ErrorTag]: Classification } = {
  */
 export const classify = (error: RouterError): Classification => classification[error._tag]
 
-const providerErrorTags: ReadonlySet<string> = new Set([
-  "RateLimited", "Timeout", "ContextWindowExceeded", "ContentPolicy", "Authentication",
-  "ModelNotFound", "BadRequest", "ServerError", "NetworkError", "MalformedResponse"
-])
+const providerErrorTags: ReadonlySet<string> = new Set(Object.keys(providerErrorClasses))
+
+/**
+ * Whether a string is the tag of a provider error.
+ *
+ * @example
+ * isProviderErrorTag("RateLimited") // true
+ * @since 0.1.0
+ */
+export const isProviderErrorTag = (tag: string): tag is ProviderError["_tag"] => providerErrorTags.has(tag)
 
 /**
  * Whether an error came from a provider call (as opposed to the router itself).

@@ -706,19 +706,7 @@ export const errorFromStreamEvent = (
 // Provider
 // ---------------------------------------------------------------------------
 
-export interface Options {
-  readonly name?: string | undefined
-  readonly apiKey?: Redacted.Redacted<string> | undefined
-  readonly apiBase?: string | undefined
-  readonly apiVersion?: string | undefined
-  readonly beta?: ReadonlyArray<string> | undefined
-  readonly headers?: Readonly<Record<string, string | Redacted.Redacted<string>>> | undefined
-  readonly defaultMaxTokens?: number | undefined
-  readonly jsonMode?: "native" | "prompt" | undefined
-  readonly timeout?: Duration.DurationInput | undefined
-  readonly firstByteTimeout?: Duration.DurationInput | undefined
-  readonly idleTimeout?: Duration.DurationInput | undefined
-}
+import type { Options } from "../providers/Anthropic.js"
 
 export const DEFAULT_API_BASE = "https://api.anthropic.com"
 export const DEFAULT_API_VERSION = "2023-06-01"

@@ -31,21 +31,7 @@ import * as Http from "./http.js"
 // Options
 // ---------------------------------------------------------------------------
 
-/** See `OpenAiCompatible.Options`. */
-export interface Options {
-  readonly name?: string | undefined
-  readonly apiBase?: string | undefined
-  readonly apiKey?: Redacted.Redacted<string> | undefined
-  readonly apiKeyEnv?: string | false | undefined
-  readonly organization?: string | undefined
-  readonly project?: string | undefined
-  readonly headers?: Readonly<Record<string, string | Redacted.Redacted<string>>> | undefined
-  readonly azure?: { readonly apiVersion: string } | undefined
-  readonly timeout?: Duration.DurationInput | undefined
-  readonly firstByteTimeout?: Duration.DurationInput | undefined
-  readonly idleTimeout?: Duration.DurationInput | undefined
-  readonly includeUsageInStream?: boolean | undefined
-}
+import type { Options } from "../providers/OpenAiCompatible.js"
 
 /** @internal */
 export const defaultApiBase = "https://api.openai.com/v1"

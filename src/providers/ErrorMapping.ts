@@ -77,29 +77,16 @@ export const rules: ReadonlyArray<Rule> = [
   { status: [400, 499], error: "BadRequest" }
 ]
 
-const errorClasses = {
-  RateLimited: Errors.RateLimited,
-  Timeout: Errors.Timeout,
-  ContextWindowExceeded: Errors.ContextWindowExceeded,
-  ContentPolicy: Errors.ContentPolicy,
-  Authentication: Errors.Authentication,
-  ModelNotFound: Errors.ModelNotFound,
-  BadRequest: Errors.BadRequest,
-  ServerError: Errors.ServerError,
-  NetworkError: Errors.NetworkError,
-  MalformedResponse: Errors.MalformedResponse
-} as const
-
 /**
- * Builds a provider error by tag.
+ * Builds a provider error by tag (the same as `Errors.makeProviderError`).
  *
  * @example
  * import { ErrorMapping } from "effect-llm-router"
  * ErrorMapping.makeError("NetworkError", { provider: "openai", deploymentId: "a", message: "ECONNRESET" })
  * @since 0.1.0
  */
-export const makeError = (tag: Errors.ProviderError["_tag"], fields: Errors.ProviderErrorFields): Errors.ProviderError =>
-  new errorClasses[tag](fields)
+export const makeError: (tag: Errors.ProviderError["_tag"], fields: Errors.ProviderErrorFields) => Errors.ProviderError =
+  Errors.makeProviderError
 
 const MAX_MESSAGE = 500
 

@@ -843,25 +843,11 @@ const defaultMessage: { readonly [K in ErrorTag]: string } = {
   MalformedResponse: "malformed response"
 }
 
-const constructors: {
-  readonly [K in ErrorTag]: new(fields: Errors.ProviderErrorFields) => Errors.ProviderError
-} = {
-  RateLimited: Errors.RateLimited,
-  Timeout: Errors.Timeout,
-  ContextWindowExceeded: Errors.ContextWindowExceeded,
-  ContentPolicy: Errors.ContentPolicy,
-  Authentication: Errors.Authentication,
-  ModelNotFound: Errors.ModelNotFound,
-  BadRequest: Errors.BadRequest,
-  ServerError: Errors.ServerError,
-  NetworkError: Errors.NetworkError,
-  MalformedResponse: Errors.MalformedResponse
-}
 
 const normalizeFailure = (input: FailureInput, path = "failure"): NormalizedFailure => {
   if (typeof input === "number") return normalizeFailure({ status: input }, path)
   if (typeof input === "string") {
-    if (!(input in constructors)) throw new Error(`FakeProvider: ${path}: unknown error tag ${input}`)
+    if (!Errors.isProviderErrorTag(input)) throw new Error(`FakeProvider: ${path}: unknown error tag ${input}`)
     return normalizeFailure({ tag: input }, path)
   }
   if (typeof input !== "object" || input === null) {
@@ -871,7 +857,7 @@ const normalizeFailure = (input: FailureInput, path = "failure"): NormalizedFail
     throw new Error(`FakeProvider: ${path}: status must be an integer, got ${String(input.status)}`)
   }
   const tag = input.tag ?? (input.status !== undefined ? tagForStatus(input.status) : undefined)
-  if (tag === undefined || !(tag in constructors)) {
+  if (tag === undefined || !Errors.isProviderErrorTag(tag)) {
     throw new Error(`FakeProvider: ${path}: expected a status or a known error tag`)
   }
   const status = input.status ?? defaultStatus[tag]
@@ -898,7 +884,7 @@ const makeError = (failure: NormalizedFailure, provider: string, deploymentId: s
   } = { provider, deploymentId, message: `${provider}: ${failure.message}` }
   if (failure.status !== undefined) fields.status = failure.status
   if (failure.retryAfter !== undefined) fields.retryAfter = failure.retryAfter
-  return new constructors[failure.tag](fields)
+  return Errors.makeProviderError(failure.tag, fields)
 }
 
 const compileFailure = (failure: Failure | undefined, path: string): FailureDecider | undefined => {
