@@ -140,8 +140,8 @@ export const make: (
  *
  * const RouterLive = Router.layer({
  *   deployments: [
- *     { group: "fast", provider: FakeProvider.make({ name: "a" }), model: "a-1" },
- *     { group: "fast", provider: FakeProvider.make({ name: "b" }), model: "b-1" }
+ *     { group: "fast", provider: FakeProvider.unsafeMake({ name: "a" }), model: "a-1" },
+ *     { group: "fast", provider: FakeProvider.unsafeMake({ name: "b" }), model: "b-1" }
  *   ]
  * }).pipe(
  *   Layer.provide(Selector.roundRobin),
