@@ -442,6 +442,10 @@ export interface Target {
   readonly model: string
   readonly apiBase: string | undefined
   readonly apiKey: Redacted.Redacted<string> | undefined
+  /**
+   * The deployment's timeout, else the router's when one was configured; `undefined` lets the
+   * provider apply its own default.
+   */
   readonly timeout: Duration.Duration | undefined
   /**
    * Where a provider reports the rate-limit headers of a successful response; the router
@@ -478,6 +482,13 @@ export interface Target {
  */
 export interface Provider {
   readonly name: string
+  /**
+   * `true` when the provider itself ends a call that runs past `target.timeout` with a
+   * `Timeout` error (for streams: until the first chunk). The router then skips its own timeout
+   * race, which costs a forked fiber and a timer per attempt. Leave it out and the router
+   * enforces the timeout.
+   */
+  readonly enforcesTimeout?: boolean | undefined
   readonly chat: (request: ChatRequest, target: Target) => Effect.Effect<ChatResponse, ProviderError>
   readonly stream: (request: ChatRequest, target: Target) => Stream.Stream<ChatChunk, ProviderError>
   readonly embed: (request: EmbeddingRequest, target: Target) => Effect.Effect<EmbeddingResponse, ProviderError>

@@ -821,5 +821,5 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
     const embed = (_request: EmbeddingRequest, target: Target): Effect.Effect<EmbeddingResponse, Errors.ProviderError> =>
       Effect.fail(badRequest(target, "anthropic has no embeddings endpoint"))
 
-    return { name, chat, stream, embed } satisfies Provider
+    return { name, enforcesTimeout: true, chat, stream, embed } satisfies Provider
   })

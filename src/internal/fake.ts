@@ -131,6 +131,20 @@ export const unsafeMake = (options: Options = {}): FakeProvider => {
       ? behavior.latency
       : behavior.latency(callIndex, state.salt, now, kind, request, target)
     const id = `${kind === "embed" ? "embd" : "chatcmpl"}-${name}-${++seq}`
+    // The fake enforces the target's timeout itself, as HTTP providers do (`enforcesTimeout`).
+    if (target.timeout !== undefined) {
+      const timeoutMs = Duration.toMillis(target.timeout)
+      if (latencyMs > timeoutMs) {
+        const timedOut: NormalizedFailure = {
+          tag: "Timeout",
+          status: undefined,
+          message: `no answer within ${Duration.format(target.timeout)}`,
+          retryAfter: undefined,
+          latencyMs: timeoutMs
+        }
+        return { behavior, callIndex, failure: timedOut, latencyMs: timeoutMs, id }
+      }
+    }
     return { behavior, callIndex, failure, latencyMs, id }
   }
 
@@ -219,6 +233,7 @@ export const unsafeMake = (options: Options = {}): FakeProvider => {
 
   return {
     name,
+    enforcesTimeout: true,
     chat,
     stream,
     embed,

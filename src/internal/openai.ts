@@ -347,7 +347,7 @@ export const makeWith = (
     })
   }
 
-  return { name, chat, stream, embed }
+  return { name, enforcesTimeout: true, chat, stream, embed }
 }
 
 /**

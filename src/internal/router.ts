@@ -30,9 +30,10 @@ import { RetrySchedule } from "../RetrySchedule.js"
 import type { Config, RouteInfo, RoutedChunk, Service } from "../Router.js"
 import { RouterState } from "../RouterState.js"
 import { type Candidate, type SelectionRequest, Selector } from "../Selector.js"
-import { DurationInput, validateConfig } from "./schemas.js"
+import { PositiveDuration, validateConfig } from "./schemas.js"
 
-const validateTimeout = validateConfig(Schema.UndefinedOr(DurationInput), "timeout")
+const validateTimeout = validateConfig(Schema.UndefinedOr(PositiveDuration), "timeout")
+const defaultTimeout = Duration.minutes(10)
 
 /** What one routed request accumulates across its attempts. */
 interface RequestContext {
@@ -63,7 +64,7 @@ export const make = (config: Config) =>
       onLeft: (error) => Effect.fail(error),
       onRight: (ds) => Effect.succeed(ds)
     })
-    const defaultTimeout = (yield* validateTimeout(config.timeout)) ?? Duration.minutes(10)
+    const configuredTimeout = yield* validateTimeout(config.timeout)
     const selector = yield* Selector
     const retry = yield* RetrySchedule
     const cooldown = yield* Cooldown
@@ -82,12 +83,15 @@ export const make = (config: Config) =>
     const groups = Array.from(pools.keys())
     const fallbackIssues = fallback.check(groups)
     if (fallbackIssues.length > 0) return yield* Effect.fail(InvalidConfig.fromIssues(fallbackIssues))
-    const timeoutMs = new Map<string, Duration.Duration>()
-    // What providers are called with: the deployment's target, listening for rate-limit headers.
-    const targets = new Map<string, Target>()
+    // Per deployment, by index: what its provider is called with (listening for rate-limit
+    // headers), and the timeout the router races it against when the provider does not
+    // enforce `target.timeout` itself.
+    const targets: Array<Target> = []
+    const raceTimeouts: Array<Duration.Duration | undefined> = []
     for (const d of deployments) {
-      timeoutMs.set(d.id, d.timeout ?? defaultTimeout)
-      targets.set(d.id, { ...d.target, reportRateLimit: (info) => state.recordRateLimit(d, info) })
+      const timeout = d.timeout ?? configuredTimeout
+      targets[d.index] = { ...d.target, timeout, reportRateLimit: (info) => state.recordRateLimit(d, info) }
+      raceTimeouts[d.index] = d.provider.enforcesTimeout === true ? undefined : timeout ?? defaultTimeout
     }
 
     const hasTags = (d: Deployment, tags: ReadonlyArray<string>) => {
@@ -125,7 +129,7 @@ export const make = (config: Config) =>
       selection: SelectionRequest,
       ctx: RequestContext,
       restore: Restore
-    ): Effect.Effect<Deployment, NoDeploymentAvailable> =>
+    ): Effect.Effect<Candidate, NoDeploymentAvailable> =>
       Effect.suspend(() => {
         const now = ctx.clock.unsafeCurrentTimeMillis()
         return Effect.flatMap(state.snapshot(pool, now), (stats) => {
@@ -169,7 +173,7 @@ export const make = (config: Config) =>
       restore: Restore,
       now: number,
       counts: { untagged: number; cooling: number; full: number; firstBack: number; size: number }
-    ): Effect.Effect<Deployment, NoDeploymentAvailable> => {
+    ): Effect.Effect<Candidate, NoDeploymentAvailable> => {
       if (candidates.length === 0) {
         if (counts.untagged === counts.size) {
           return Effect.fail(unavailable(group, "none_fits", `none carries every tag of [${ctx.tags.join(", ")}]`))
@@ -193,7 +197,7 @@ export const make = (config: Config) =>
         return Effect.flatMap(claimed, (ok) => {
           if (!ok) return pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, cooling: counts.cooling + 1 })
           return Effect.flatMap(state.acquire(d, now), (acquired) => {
-            if (acquired) return Effect.succeed(d)
+            if (acquired) return Effect.succeed(picked)
             return Effect.zipRight(
               picked.stats.cooldown.status === "closed" ? Effect.void : cooldown.onInterrupt(d, now),
               pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, full: counts.full + 1 })
@@ -215,8 +219,8 @@ export const make = (config: Config) =>
       })
 
     const withTimeout = <A>(d: Deployment, call: Effect.Effect<A, ProviderError>) => {
-      const duration = timeoutMs.get(d.id)!
-      return Effect.timeoutFail(call, { duration, onTimeout: timeoutError(d, duration) })
+      const duration = raceTimeouts[d.index]
+      return duration === undefined ? call : Effect.timeoutFail(call, { duration, onTimeout: timeoutError(d, duration) })
     }
 
     /** Records a finished call everywhere it counts. */
@@ -225,17 +229,17 @@ export const make = (config: Config) =>
       ctx: RequestContext,
       startedMs: number,
       exit: Exit.Exit<unknown, ProviderError>,
-      tokens: number
+      tokens: number,
+      circuitClosed: boolean
     ): Effect.Effect<void> => {
       const latencyMs = nowMs(ctx.clock) - startedMs
       const now = ctx.clock.unsafeCurrentTimeMillis()
       ctx.providerMs += latencyMs
       if (Exit.isSuccess(exit)) {
         ctx.attempts.push({ deploymentId: d.id, group: d.group, latencyMs })
-        return Effect.zipRight(
-          state.recordOutcome(d, now, { success: true, latencyMs, tokens }),
-          cooldown.onSuccess(d, now)
-        )
+        const recorded = state.recordOutcome(d, now, { success: true, latencyMs, tokens })
+        // A success only changes a circuit that was not closed when the attempt began.
+        return circuitClosed ? recorded : Effect.zipRight(recorded, cooldown.onSuccess(d, now))
       }
       const failure = Cause.failureOption(exit.cause)
       if (Option.isNone(failure)) return cooldown.onInterrupt(d, now)
@@ -260,12 +264,14 @@ export const make = (config: Config) =>
     ): Effect.Effect<readonly [A, Deployment], RouterError> => {
       const pool = pools.get(group)!
       return Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(choose(group, pool, selection, ctx, restore), (d) => {
+        Effect.flatMap(choose(group, pool, selection, ctx, restore), (picked) => {
+          const d = picked.deployment
           const startedMs = nowMs(ctx.clock)
           return Effect.flatMap(Effect.exit(restore(withTimeout(d, invoke(d)))), (exit) => {
             const usage = Exit.isSuccess(exit) ? usageOf(exit.value) : undefined
+            const closed = picked.stats.cooldown.status === "closed"
             return Effect.zipRight(
-              Effect.zipRight(state.release(d), settle(d, ctx, startedMs, exit, usage?.total_tokens ?? 0)),
+              Effect.zipRight(state.release(d), settle(d, ctx, startedMs, exit, usage?.total_tokens ?? 0, closed)),
               Effect.map(exit, (a) => [a, d] as const)
             )
           })
@@ -315,7 +321,18 @@ export const make = (config: Config) =>
       ctx: RequestContext,
       attemptGroup: (group: string) => Effect.Effect<A, RouterError>
     ): Effect.Effect<A, RouterError> => {
-      const withRetries = (group: string) => Effect.retry(attemptGroup(group), retryScheduleFor(ctx))
+      // The first attempt runs alone; the retry schedule is only built once it failed, and
+      // replays that failure as its first input, so it decides exactly as if it had run it.
+      const withRetries = (group: string) =>
+        Effect.catchAll(attemptGroup(group), (first) => {
+          let replay = true
+          const again = Effect.suspend(() => {
+            if (!replay) return attemptGroup(group)
+            replay = false
+            return Effect.fail(first)
+          })
+          return Effect.retry(again, retryScheduleFor(ctx))
+        })
       const visited = new Set<string>([ctx.requestedGroup])
       const fromGroup = (group: string, depth: number): Effect.Effect<A, RouterError> =>
         Effect.catchAll(withRetries(group), (error) => {
@@ -398,7 +415,7 @@ export const make = (config: Config) =>
               group,
               { kind: "chat", group, request },
               ctx,
-              (d) => d.provider.chat({ ...request, model: d.model }, targets.get(d.id)!),
+              (d) => d.provider.chat({ ...request, model: d.model }, targets[d.index]),
               (response) => response.usage
             )),
           ([response, d]) =>
@@ -418,7 +435,7 @@ export const make = (config: Config) =>
               group,
               { kind: "embed", group, request },
               ctx,
-              (d) => d.provider.embed({ ...request, model: d.model }, targets.get(d.id)!),
+              (d) => d.provider.embed({ ...request, model: d.model }, targets[d.index]),
               (response) => response.usage
             )),
           ([response, d]) => {
@@ -441,6 +458,8 @@ export const make = (config: Config) =>
 
     interface OpenStream {
       readonly deployment: Deployment
+      /** The deployment's circuit was closed when it was picked. */
+      readonly circuitClosed: boolean
       first: Chunk.Chunk<RoutedChunk> | undefined
       pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<ProviderError>>
       readonly startedMs: number
@@ -457,12 +476,14 @@ export const make = (config: Config) =>
       parent: Scope.Scope
     ): Effect.Effect<OpenStream, RouterError> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request }, ctx, restore), (d) =>
+        Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request }, ctx, restore), (picked) =>
           Effect.gen(function*() {
+            const d = picked.deployment
             const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
             const startedMs = nowMs(ctx.clock)
             const open: OpenStream = {
               deployment: d,
+              circuitClosed: picked.stats.cooldown.status === "closed",
               first: undefined,
               pull: Effect.fail(Option.none()),
               startedMs,
@@ -480,7 +501,7 @@ export const make = (config: Config) =>
               )
             )
             const firstExit = yield* Effect.exit(restore(
-              Effect.flatMap(Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, targets.get(d.id)!)), scope), (pull) =>
+              Effect.flatMap(Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, targets[d.index])), scope), (pull) =>
                 withTimeout(
                   d,
                   Effect.map(
@@ -491,7 +512,7 @@ export const make = (config: Config) =>
             ))
             if (Exit.isFailure(firstExit)) {
               open.settled = true
-              yield* settle(d, ctx, startedMs, firstExit, 0)
+              yield* settle(d, ctx, startedMs, firstExit, 0, open.circuitClosed)
               yield* Scope.close(scope, Exit.void)
               return yield* Effect.failCause(firstExit.cause)
             }
@@ -539,7 +560,7 @@ export const make = (config: Config) =>
             open.settled = true
             done = true
             return Effect.map(
-              Effect.zipRight(settle(d, ctx, open.startedMs, Exit.void, usage?.total_tokens ?? 0), meterCall(ctx, d, usage)),
+              Effect.zipRight(settle(d, ctx, open.startedMs, Exit.void, usage?.total_tokens ?? 0, open.circuitClosed), meterCall(ctx, d, usage)),
               (cost) => {
                 const route = routeInfo(ctx, d, usage, cost)
                 const last: RoutedChunk = held !== undefined
@@ -561,7 +582,7 @@ export const make = (config: Config) =>
           const fail = (error: ProviderError) =>
             Effect.suspend(() => {
               open.settled = true
-              return Effect.map(settle(d, ctx, open.startedMs, Exit.fail(error), 0), () => withAttempts(error, ctx.attempts))
+              return Effect.map(settle(d, ctx, open.startedMs, Exit.fail(error), 0, open.circuitClosed), () => withAttempts(error, ctx.attempts))
             })
 
           const pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<RouterError>> = Effect.suspend(() => {
