@@ -40,7 +40,7 @@ interface RequestContext {
   readonly requestedGroup: string
   readonly tags: ReadonlyArray<string>
   readonly clock: Clock.Clock
-  readonly startedNs: number
+  readonly startedMs: number
   readonly attempts: Array<Attempt>
   /** The deployment the last attempt failed on: the next retry avoids it when it can. */
   lastFailed: string | undefined
@@ -333,7 +333,8 @@ export const make = (config: Config) =>
           })
           return Effect.retry(again, retryScheduleFor(ctx))
         })
-      const visited = new Set<string>([ctx.requestedGroup])
+      // Groups tried by this request: only needed once a group failed.
+      let visited: Set<string> | undefined
       const fromGroup = (group: string, depth: number): Effect.Effect<A, RouterError> =>
         Effect.catchAll(withRetries(group), (error) => {
           const kind = classify(error).fallback
@@ -348,6 +349,7 @@ export const make = (config: Config) =>
       ): Effect.Effect<A, RouterError> => {
         if (index >= list.length) return Effect.fail(lastError)
         const next = list[index]
+        visited ??= new Set([ctx.requestedGroup])
         if (visited.has(next) || !pools.has(next)) return tryList(list, index + 1, lastError, depth)
         visited.add(next)
         return Effect.catchAll(fromGroup(next, depth + 1), (error) =>
@@ -357,18 +359,16 @@ export const make = (config: Config) =>
     }
 
     const startRequest = (group: string, tags: ReadonlyArray<string> | undefined) =>
-      Effect.clockWith((clock) =>
-        Effect.succeed<RequestContext>({
-          requestedGroup: group,
-          tags: tags ?? noTags,
-          clock,
-          startedNs: nowMs(clock),
-          attempts: [],
-          lastFailed: undefined,
-          providerMs: 0,
-          waitedMs: 0
-        })
-      )
+      Effect.map(Effect.clock, (clock): RequestContext => ({
+        requestedGroup: group,
+        tags: tags ?? noTags,
+        clock,
+        startedMs: nowMs(clock),
+        attempts: [],
+        lastFailed: undefined,
+        providerMs: 0,
+        waitedMs: 0
+      }))
 
     const unknownGroup = (group: string) =>
       new UnknownGroup({
@@ -383,7 +383,7 @@ export const make = (config: Config) =>
       usage: Usage | undefined,
       cost: number
     ): RouteInfo => {
-      const latencyMs = nowMs(ctx.clock) - ctx.startedNs
+      const latencyMs = nowMs(ctx.clock) - ctx.startedMs
       return {
         deploymentId: d.id,
         group: d.group,
