@@ -193,17 +193,20 @@ export const make = (config: Config) =>
       }
       return Effect.flatMap(restore(selector.pick(candidates, selection)), (picked) => {
         const d = picked.deployment
-        const claimed = picked.stats.cooldown.status === "closed" ? Effect.succeed(true) : cooldown.claim(d, now)
-        return Effect.flatMap(claimed, (ok) => {
-          if (!ok) return pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, cooling: counts.cooling + 1 })
-          return Effect.flatMap(state.acquire(d, now), (acquired) => {
-            if (acquired) return Effect.succeed(picked)
-            return Effect.zipRight(
-              picked.stats.cooldown.status === "closed" ? Effect.void : cooldown.onInterrupt(d, now),
-              pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, full: counts.full + 1 })
-            )
-          })
+        const closed = picked.stats.cooldown.status === "closed"
+        const take = Effect.flatMap(state.acquire(d, now), (acquired) => {
+          if (acquired) return Effect.succeed(picked)
+          return Effect.zipRight(
+            closed ? Effect.void : cooldown.onInterrupt(d, now),
+            pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, full: counts.full + 1 })
+          )
         })
+        // A closed circuit needs no claim; an expired one is claimed for its single probe.
+        if (closed) return take
+        return Effect.flatMap(cooldown.claim(d, now), (ok) =>
+          ok
+            ? take
+            : pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, cooling: counts.cooling + 1 }))
       })
     }
 
