@@ -792,29 +792,25 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
         if (Either.isLeft(body)) return Stream.fail(badRequest(target, body.left))
         return Stream.unwrap(Effect.map(Clock.currentTimeMillis, (now) => {
           const mapper = makeChunkMapper({ createdMs: now, model: target.model })
-          const events = Http.postSse(client, endpoint, {
+          return Http.postSse<ChatChunk>(client, endpoint, {
             url,
             body: body.right,
             firstByteTimeout: firstByteTimeout ?? target.timeout ?? optionTimeout ?? DEFAULT_TIMEOUT,
             idleTimeout,
             isEnd,
+            read: (event, out) => {
+              const pushed = mapper.push(event.event, event.data)
+              if (Either.isRight(pushed)) {
+                for (const chunk of pushed.right) out.push(chunk)
+                return undefined
+              }
+              const failure = pushed.left
+              if (failure._tag === "Malformed") return Http.fail(endpoint, "MalformedResponse", `${name}: ${failure.message}`)
+              const e = errorFromStreamEvent(failure, { provider: name, deploymentId: target.deploymentId, now })
+              return Http.fail(endpoint, e._tag, e.message, e.status)
+            },
             endName: "message_stop"
           })
-          return events.pipe(
-            Stream.mapConcatEffect((event) => {
-              const out = mapper.push(event.event, event.data)
-              if (Either.isRight(out)) return Effect.succeed(out.right)
-              const failure = out.left
-              return Effect.fail(
-                failure._tag === "Malformed"
-                  ? Http.fail(endpoint, "MalformedResponse", `${name}: ${failure.message}`)
-                  : (() => {
-                    const e = errorFromStreamEvent(failure, { provider: name, deploymentId: target.deploymentId, now })
-                    return Http.fail(endpoint, e._tag, e.message, e.status)
-                  })()
-              )
-            })
-          )
         }))
       })
 

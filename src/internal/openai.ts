@@ -209,19 +209,21 @@ const isAnnotationOnly = (json: unknown): boolean => {
 
 const isDone = (event: Sse.Event) => event.data.trim() === "[DONE]"
 
-const readEvent = (endpoint: Http.Endpoint, event: Sse.Event): Either.Either<Option.Option<ChatChunk>, Errors.ProviderError> => {
+/** Reads one stream event into `out` (nothing for `[DONE]`, blank data or annotations), or fails. */
+const readEvent = (endpoint: Http.Endpoint, event: Sse.Event, out: Array<ChatChunk>): Errors.ProviderError | undefined => {
   const data = event.data
-  if (data.trim() === "" || isDone(event)) return Either.right(Option.none())
+  const trimmed = data.trim()
+  if (trimmed === "" || trimmed === "[DONE]") return undefined
   const json = Http.parseJson(endpoint, data, "a stream event")
-  if (Either.isLeft(json)) {
-    return event.event === "error" ? Either.left(Http.errorFromPayload(endpoint, data)) : Either.left(json.left)
-  }
-  if (event.event === "error" || Http.isErrorPayload(json.right)) return Either.left(Http.errorFromPayload(endpoint, data))
-  if (isAnnotationOnly(json.right)) return Either.right(Option.none())
+  if (Either.isLeft(json)) return event.event === "error" ? Http.errorFromPayload(endpoint, data) : json.left
+  if (event.event === "error" || Http.isErrorPayload(json.right)) return Http.errorFromPayload(endpoint, data)
+  if (isAnnotationOnly(json.right)) return undefined
   const chunk = decodeChunk(normalizeFinishReasons(json.right))
-  return Either.isRight(chunk)
-    ? Either.right(Option.some(chunk.right))
-    : Either.left(Http.fail(endpoint, "MalformedResponse", `${endpoint.provider}: unexpected stream chunk: ${chunk.left}`))
+  if (Either.isLeft(chunk)) {
+    return Http.fail(endpoint, "MalformedResponse", `${endpoint.provider}: unexpected stream chunk: ${chunk.left}`)
+  }
+  out.push(chunk.right)
+  return undefined
 }
 
 // ---------------------------------------------------------------------------
@@ -329,11 +331,9 @@ export const makeWith = (
         firstByteTimeout: p.firstByteTimeout,
         idleTimeout,
         isEnd: isDone,
+        read: (event, out) => readEvent(p.endpoint, event, out),
         endName: "[DONE]"
-      }).pipe(
-        Stream.mapEffect((event) => readEvent(p.endpoint, event)),
-        Stream.filterMap((chunk) => chunk)
-      )
+      })
     })
 
   const embed: Provider["embed"] = (request, target) => {

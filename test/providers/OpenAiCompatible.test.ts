@@ -645,6 +645,20 @@ for (const [clientName, client] of [["undici", Undici], ["fetch", Fetch]] as con
         expectError(error, (error as Errors.ProviderError)._tag)
       }), client)
 
+    live("after [DONE] the rest of the body is read, not aborted (the connection can be reused)", () =>
+      Effect.gen(function*() {
+        const server = yield* Loopback.make({
+          "/v1/chat/completions": Loopback.sse([...textStream(0), Loopback.raw(": tail\n\n", { delay: "20 millis" })])
+        })
+        const openai = yield* provider()
+        const { chunks, error } = yield* collect(openai.stream(request, target(server)))
+        expect(error).toBeUndefined()
+        expect(chunks.length).toBeGreaterThan(0)
+        const [received] = yield* server.requests
+        yield* Loopback.awaitClosed(received)
+        expect(received.aborted()).toBe(false)
+      }), client)
+
     live("a stream that ends without [DONE] is a MalformedResponse", () =>
       Effect.gen(function*() {
         const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.sse(textStream(0).slice(0, 4)) })
