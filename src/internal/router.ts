@@ -270,13 +270,15 @@ export const make = (config: Config) =>
         Effect.flatMap(choose(group, pool, selection, ctx, restore), (picked) => {
           const d = picked.deployment
           const startedMs = nowMs(ctx.clock)
-          return Effect.flatMap(Effect.exit(restore(withTimeout(d, invoke(d)))), (exit) => {
-            const usage = Exit.isSuccess(exit) ? usageOf(exit.value) : undefined
-            const closed = picked.stats.cooldown.status === "closed"
-            return Effect.zipRight(
-              Effect.zipRight(state.release(d), settle(d, ctx, startedMs, exit, usage?.total_tokens ?? 0, closed)),
-              Effect.map(exit, (a) => [a, d] as const)
+          const closed = picked.stats.cooldown.status === "closed"
+          const done = (exit: Exit.Exit<A, ProviderError>, tokens: number) =>
+            Effect.zipRight(
+              Effect.zipRight(state.release(d), settle(d, ctx, startedMs, exit, tokens, closed)),
+              Exit.map(exit, (a) => [a, d] as const)
             )
+          return Effect.matchCauseEffect(restore(withTimeout(d, invoke(d))), {
+            onSuccess: (a) => done(Exit.succeed(a), usageOf(a)?.total_tokens ?? 0),
+            onFailure: (cause) => done(Exit.failCause(cause), 0)
           })
         }))
     }
@@ -324,26 +326,26 @@ export const make = (config: Config) =>
       ctx: RequestContext,
       attemptGroup: (group: string) => Effect.Effect<A, RouterError>
     ): Effect.Effect<A, RouterError> => {
-      // The first attempt runs alone; the retry schedule is only built once it failed, and
-      // replays that failure as its first input, so it decides exactly as if it had run it.
-      const withRetries = (group: string) =>
-        Effect.catchAll(attemptGroup(group), (first) => {
-          let replay = true
-          const again = Effect.suspend(() => {
-            if (!replay) return attemptGroup(group)
-            replay = false
-            return Effect.fail(first)
-          })
-          return Effect.retry(again, retryScheduleFor(ctx))
+      // The first attempt of a group runs alone: the retry schedule is only built once it
+      // failed, and replays that failure as its first input, so it decides exactly as if it
+      // had run it. Only then do fallbacks come in.
+      const retriesThenFallbacks = (group: string, depth: number, first: RouterError) => {
+        let replay = true
+        const again = Effect.suspend(() => {
+          if (!replay) return attemptGroup(group)
+          replay = false
+          return Effect.fail(first)
         })
-      // Groups tried by this request: only needed once a group failed.
-      let visited: Set<string> | undefined
-      const fromGroup = (group: string, depth: number): Effect.Effect<A, RouterError> =>
-        Effect.catchAll(withRetries(group), (error) => {
+        return Effect.catchAll(Effect.retry(again, retryScheduleFor(ctx)), (error) => {
           const kind = classify(error).fallback
           if (kind === "none" || depth >= fallback.maxDepth) return Effect.fail(error)
           return tryList(fallback.groupsFor(group, kind), 0, error, depth)
         })
+      }
+      // Groups tried by this request: only needed once a group failed.
+      let visited: Set<string> | undefined
+      const fromGroup = (group: string, depth: number): Effect.Effect<A, RouterError> =>
+        Effect.catchAll(attemptGroup(group), (first) => retriesThenFallbacks(group, depth, first))
       const tryList = (
         list: ReadonlyArray<string>,
         index: number,
@@ -358,20 +360,28 @@ export const make = (config: Config) =>
         return Effect.catchAll(fromGroup(next, depth + 1), (error) =>
           classify(error).fallback === "none" ? Effect.fail(error) : tryList(list, index + 1, error, depth))
       }
-      return Effect.mapError(fromGroup(ctx.requestedGroup, 0), (error) => withAttempts(error, ctx.attempts))
+      return Effect.catchAll(attemptGroup(ctx.requestedGroup), (first) =>
+        Effect.mapError(retriesThenFallbacks(ctx.requestedGroup, 0, first), (error) => withAttempts(error, ctx.attempts)))
     }
 
-    const startRequest = (group: string, tags: ReadonlyArray<string> | undefined) =>
-      Effect.map(Effect.clock, (clock): RequestContext => ({
-        requestedGroup: group,
-        tags: tags ?? noTags,
-        clock,
-        startedMs: nowMs(clock),
-        attempts: [],
-        lastFailed: undefined,
-        providerMs: 0,
-        waitedMs: 0
-      }))
+    /** Runs `f` with a fresh request context (on the fiber's clock, so TestClock drives it). */
+    const withRequest = <A, E, R>(
+      group: string,
+      tags: ReadonlyArray<string> | undefined,
+      f: (ctx: RequestContext) => Effect.Effect<A, E, R>
+    ) =>
+      Effect.clockWith((clock) =>
+        f({
+          requestedGroup: group,
+          tags: tags ?? noTags,
+          clock,
+          startedMs: nowMs(clock),
+          attempts: [],
+          lastFailed: undefined,
+          providerMs: 0,
+          waitedMs: 0
+        })
+      )
 
     const unknownGroup = (group: string) =>
       new UnknownGroup({
@@ -411,7 +421,7 @@ export const make = (config: Config) =>
 
     const chat: Service["chat"] = (request: ChatRequest) => {
       if (!pools.has(request.model)) return Effect.fail(unknownGroup(request.model))
-      return Effect.flatMap(startRequest(request.model, request.metadata?.tags), (ctx) =>
+      return withRequest(request.model, request.metadata?.tags, (ctx) =>
         Effect.flatMap(
           route(ctx, (group) =>
             attemptCall(
@@ -431,7 +441,7 @@ export const make = (config: Config) =>
 
     const embed: Service["embed"] = (request: EmbeddingRequest) => {
       if (!pools.has(request.model)) return Effect.fail(unknownGroup(request.model))
-      return Effect.flatMap(startRequest(request.model, request.metadata?.tags), (ctx) =>
+      return withRequest(request.model, request.metadata?.tags, (ctx) =>
         Effect.flatMap(
           route(ctx, (group) =>
             attemptCall(
@@ -529,7 +539,7 @@ export const make = (config: Config) =>
       if (!pools.has(request.model)) return Stream.fail(unknownGroup(request.model))
       return Stream.unwrapScopedWith((parent) =>
         Effect.gen(function*() {
-          const ctx = yield* startRequest(request.model, request.metadata?.tags)
+          const ctx = yield* withRequest(request.model, request.metadata?.tags, Effect.succeed)
           const open = yield* route(ctx, (group) => openStream(group, request, ctx, parent))
           const d = open.deployment
           // Chunks are forwarded as they arrive, except one that may be the last (it has a
