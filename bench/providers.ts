@@ -60,13 +60,13 @@
 import { fork } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { once } from "node:events"
-import * as os from "node:os"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
+import { machine } from "./harness.js"
 import type * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
@@ -417,17 +417,6 @@ const pairedRatio = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): number
 // Main
 // ---------------------------------------------------------------------------
 
-const machine = () => {
-  const cpus = os.cpus()
-  return {
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    cpu: cpus[0]?.model.trim() ?? "unknown",
-    cores: cpus.length,
-    memoryGB: Math.round(os.totalmem() / 1024 ** 3),
-    loadAverage: os.loadavg().map((l) => Math.round(l * 100) / 100)
-  }
-}
 
 const packageVersion = (name: string): string => {
   try {

@@ -148,58 +148,44 @@ export const unsafeMake = (options: Options = {}): FakeProvider => {
     return { behavior, callIndex, failure, latencyMs, id }
   }
 
-  const chat = (request: ChatRequest, target: Target): Effect.Effect<ChatResponse, Errors.ProviderError> =>
+  /**
+   * A request-response call (chat or embed): it fails or answers `reply(now)` after its
+   * latency; with no latency at once, recorded as ended (no finalizer needed).
+   */
+  const call = <A>(
+    kind: "chat" | "embed",
+    request: ChatRequest | EmbeddingRequest,
+    target: Target,
+    reply: (begun: Begun, now: number) => A
+  ): Effect.Effect<A, Errors.ProviderError> =>
     Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      const { behavior, callIndex, failure, latencyMs, id } = begin("chat", request, target, now)
+      const begun = begin(kind, request, target, now)
+      const { callIndex, failure, latencyMs, id } = begun
       if (latencyMs === 0) {
-        // nothing to wait for: the call ends now, recorded as such (no finalizer needed)
         if (failure !== undefined) {
           const error = makeError(failure, name, target.deploymentId)
-          record(id, "chat", request, target, callIndex, now, now, error._tag)
+          record(id, kind, request, target, callIndex, now, now, error._tag)
           return Effect.fail(error)
         }
-        const response = respond(behavior, request, target, callIndex, id, now)
-        record(id, "chat", request, target, callIndex, now, now, "success")
+        const response = reply(begun, now)
+        record(id, kind, request, target, callIndex, now, now, "success")
         return Effect.succeed(response)
       }
-      const effect: Effect.Effect<ChatResponse, Errors.ProviderError> = Effect.zipRight(
+      const effect: Effect.Effect<A, Errors.ProviderError> = Effect.zipRight(
         sleep(latencyMs),
         failure !== undefined
           ? Effect.fail(makeError(failure, name, target.deploymentId))
-          : Effect.clockWith((clock) =>
-            Effect.succeed(respond(behavior, request, target, callIndex, id, clock.unsafeCurrentTimeMillis()))
-          )
+          : Effect.clockWith((clock) => Effect.succeed(reply(begun, clock.unsafeCurrentTimeMillis())))
       )
-      return track(effect, record(id, "chat", request, target, callIndex, now, undefined, "pending"))
+      return track(effect, record(id, kind, request, target, callIndex, now, undefined, "pending"))
     })
 
-  const embed = (
-    request: EmbeddingRequest,
-    target: Target
-  ): Effect.Effect<EmbeddingResponse, Errors.ProviderError> =>
-    Effect.clockWith((clock) => {
-      const now = clock.unsafeCurrentTimeMillis()
-      const { behavior, callIndex, failure, latencyMs, id } = begin("embed", request, target, now)
-      const dimensions = request.dimensions ?? behavior.dimensions
-      if (latencyMs === 0) {
-        if (failure !== undefined) {
-          const error = makeError(failure, name, target.deploymentId)
-          record(id, "embed", request, target, callIndex, now, now, error._tag)
-          return Effect.fail(error)
-        }
-        const response = embeddings(request, target, dimensions)
-        record(id, "embed", request, target, callIndex, now, now, "success")
-        return Effect.succeed(response)
-      }
-      const effect: Effect.Effect<EmbeddingResponse, Errors.ProviderError> = Effect.zipRight(
-        sleep(latencyMs),
-        failure !== undefined
-          ? Effect.fail(makeError(failure, name, target.deploymentId))
-          : Effect.sync(() => embeddings(request, target, dimensions))
-      )
-      return track(effect, record(id, "embed", request, target, callIndex, now, undefined, "pending"))
-    })
+  const chat = (request: ChatRequest, target: Target): Effect.Effect<ChatResponse, Errors.ProviderError> =>
+    call("chat", request, target, (b, now) => respond(b.behavior, request, target, b.callIndex, b.id, now))
+
+  const embed = (request: EmbeddingRequest, target: Target): Effect.Effect<EmbeddingResponse, Errors.ProviderError> =>
+    call("embed", request, target, (b) => embeddings(request, target, request.dimensions ?? b.behavior.dimensions))
 
   const stream = (request: ChatRequest, target: Target): Stream.Stream<ChatChunk, Errors.ProviderError> =>
     Stream.unwrap(Effect.clockWith((clock) => {
