@@ -889,6 +889,30 @@ describe("OpenAiCompatible secrets", () => {
         expect(`${key}=${String(value)}`).not.toContain("proxy-secret-777")
       }
     }))
+
+  live("with Effect's built-in tracer (spans exported nowhere) a request has no span and sends no traceparent; with a tracer installed it has both", () =>
+    Effect.gen(function*() {
+      const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.json(chatReply) })
+      const names: Array<string> = []
+      const tracer = Tracer.make({
+        span: (name, parent, context, links, startTime, kind) => {
+          names.push(name)
+          return {
+            _tag: "Span", name, spanId: `s${names.length}`, traceId: "t1", parent, context, links, sampled: true, kind,
+            status: { _tag: "Started", startTime }, attributes: new Map(),
+            end: () => {}, attribute: () => {}, event: () => {}, addLinks: () => {}
+          }
+        },
+        context: (f) => f()
+      })
+      const openai = yield* provider()
+      yield* openai.chat(request, target(server))
+      yield* Stream.runDrain(openai.stream(request, target(server))).pipe(Effect.ignore)
+      yield* openai.chat(request, target(server)).pipe(Effect.withTracer(tracer))
+      const received = yield* server.requests
+      expect(received.map((r) => r.headers["traceparent"] !== undefined)).toEqual([false, false, true])
+      expect(names.length).toBe(1)
+    }))
 })
 
 // ---------------------------------------------------------------------------
