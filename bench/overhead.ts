@@ -22,6 +22,10 @@
  * - `ExecutionPlan fallback`: Effect's own `ExecutionPlan` with two `Layer` steps wrapping the same
  *   fake; the first step fails (503), the second succeeds
  * - `ExecutionPlan first ok`: the same plan shape whose first step succeeds
+ * - `direct stream`: `provider.stream(request, target)` drained (the fake streams the reply as
+ *   3 chunks: 2 words, then the finish chunk with usage)
+ * - `routed stream, 3 deployments`: `router.stream(request)` drained (route info on the last
+ *   chunk, slot held until the end)
  *
  * Method. One sample is one batch of `K` sequential calls run in a tight `Effect.whileLoop`,
  * timed with `performance.now()` inside the Effect program; the sample is the batch time / K,
@@ -55,6 +59,7 @@ import * as Effect from "effect/Effect"
 import * as ExecutionPlan from "effect/ExecutionPlan"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Stream from "effect/Stream"
 import { type Errors, type Provider, Router } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
 import {
@@ -188,6 +193,16 @@ const main = async () => {
       key: "epFirstOk",
       label: "ExecutionPlan, 1st ok",
       call: Effect.suspend(() => Effect.withExecutionPlan(viaChat, planFirstOk))
+    },
+    {
+      key: "directStream",
+      label: "direct stream",
+      call: Effect.suspend(() => Stream.runDrain(fake.stream(directRequest, directTarget)))
+    },
+    {
+      key: "routedStream",
+      label: "routed stream, 3 deployments",
+      call: Effect.suspend(() => Stream.runDrain(router.stream(routed3Request)))
     }
   ]
 
@@ -216,10 +231,17 @@ const main = async () => {
   const work = new Map<string, Work>()
   for (const v of variants) work.set(v.key, await workPerCall(v.call, WORK_CALLS))
   log(`per-call time, microseconds (median and p99 of ${SAMPLES} batch means of ${BATCH} calls; ${fmt(timedSeconds, 1)} s)`)
-  const stats = printTable(variants, samples, "direct", new Set(["floor", "direct"]), work)
+  const stats = printTable(variants, samples, "direct", new Set(["floor", "direct", "directStream", "routedStream"]), work)
   const direct = stats.get("direct")!
   const addedPaired = (key: string) => pairedMedian(samples.get(key)!, samples.get("direct")!)
   log("+median / +p99: variant minus direct (medians / p99s); +paired: median of per-round (variant - direct)")
+  const directStream = stats.get("directStream")!
+  const routedStream = stats.get("routedStream")!
+  const streamAddedMedianUs = routedStream.median - directStream.median
+  log(
+    `streams: routed adds ${fmt(streamAddedMedianUs)} us at the median over a direct stream ` +
+      `(${fmt(work.get("routedStream")!.ops - work.get("directStream")!.ops)} ops)`
+  )
   log("ops / fibers / async: primitive effects evaluated, fibers started, fiber suspensions, per call (load-independent)")
   log()
 
@@ -323,6 +345,11 @@ const main = async () => {
     routedFibersPerCall: round2(work.get("routed3")!.fibers),
     routedSuspensionsPerCall: round2(work.get("routed3")!.suspensions),
     executionPlanOpsPerCall: round2(work.get("epFallback")!.ops),
+    streamAddedMedianUs: round2(streamAddedMedianUs),
+    directStreamMedianUs: round2(directStream.median),
+    routedStreamMedianUs: round2(routedStream.median),
+    directStreamOpsPerCall: round2(work.get("directStream")!.ops),
+    routedStreamOpsPerCall: round2(work.get("routedStream")!.ops),
     targetAddedMedianUs: TARGET_ADDED_MEDIAN_US,
     metTarget: addedMedianUs <= TARGET_ADDED_MEDIAN_US,
     samples: SAMPLES,

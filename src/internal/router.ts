@@ -1,4 +1,5 @@
 import * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -537,8 +538,11 @@ export const make = (config: Config) =>
 
     const stream: Service["stream"] = (request: ChatRequest) => {
       if (!pools.has(request.model)) return Stream.fail(unknownGroup(request.model))
-      return Stream.unwrapScopedWith((parent) =>
-        Effect.gen(function*() {
+      // A channel over a scope of its own rather than `Stream.unwrapScopedWith` + a repeated
+      // pull: about a third fewer Effect ops per routed stream (bench/overhead.ts).
+      return Stream.fromChannel(Channel.acquireUseRelease(
+        Scope.make(),
+        (parent) => Channel.unwrap(Effect.gen(function*() {
           const ctx = yield* withRequest(request.model, request.metadata?.tags, Effect.succeed)
           const open = yield* route(ctx, (group) => openStream(group, request, ctx, parent))
           const d = open.deployment
@@ -631,11 +635,24 @@ export const make = (config: Config) =>
               }
             })
           })
-          return Stream.repeatEffectChunkOption(pull)
-        })
-      )
+          return pullChannel(pull)
+        })),
+        (parent, exit) => Scope.close(parent, exit)
+      ))
     }
 
     const service: Service = { chat, stream, embed, deployments, groups }
     return service
   })
+
+/** The chunks of a pull (`Option.none()` ends it), as a channel. */
+const pullChannel = <A, E>(
+  pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<E>>
+): Channel.Channel<Chunk.Chunk<A>, unknown, E, unknown, void, unknown> => {
+  const next = Effect.catchAll(pull, (error) => Option.isNone(error) ? Effect.succeed(undefined) : Effect.fail(error.value))
+  const loop: Channel.Channel<Chunk.Chunk<A>, unknown, E, unknown, void, unknown> = Channel.flatMap(
+    Channel.fromEffect(next),
+    (chunk) => chunk === undefined ? Channel.void : Channel.zipRight(Channel.write(chunk), loop)
+  )
+  return loop
+}
