@@ -31,6 +31,8 @@
  *   `NodeHttpClient.layerUndici` (@effect/platform-node, the `undici` package's own `Agent`).
  *   The primary figures.
  * - `ours (fetch)`: the same with `FetchHttpClient.layer` (global `fetch`, Node's bundled undici)
+ * - `routed (undici)`: `Router.chat` / `Router.stream` on a router (`Router.defaults`) over one
+ *   deployment of `ours (undici)`: what routing adds, as a caller of the router sees it
  * - `openai SDK`: `new OpenAI({ apiKey, baseURL, maxRetries: 0 })` (global `fetch`)
  * Our calls run inside one Effect program per batch (as the router runs them), with a target
  * like the router's (its `reportRateLimit` listens, so rate-limit headers are parsed); the SDK's
@@ -67,13 +69,13 @@ import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Effect from "effect/Effect"
 import { machine } from "./harness.js"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import OpenAI from "openai"
 import { VERSION as openaiVersion } from "openai/version"
-import { OpenAiCompatible, type Provider } from "../src/index.js"
+import { OpenAiCompatible, type Provider, Router } from "../src/index.js"
 import * as Fixtures from "./providers-fixtures.js"
 
 // ---------------------------------------------------------------------------
@@ -165,6 +167,17 @@ const makeOurs = async (layer: Layer.Layer<HttpClient.HttpClient>, apiBase: stri
   return { runtime, provider }
 }
 
+/** A router over one deployment of our provider (undici), with `Router.defaults`. */
+const makeRouted = (apiBase: string) =>
+  ManagedRuntime.make(
+    Layer.unwrapEffect(Effect.map(OpenAiCompatible.make({ apiBase, apiKey: Redacted.make(apiKey) }), (provider) =>
+      Router.layer({ deployments: [{ id: "bench", group: "bench", provider, model: Fixtures.model }] }))).pipe(
+        Layer.provide(Router.defaults),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+  )
+const routedRequest: Provider.ChatRequest = { ...ourRequest, model: "bench" }
+
 /** What one call returns, checked after the warm-up: chunks yielded and text reassembled. */
 interface Outcome {
   chunks: number
@@ -177,13 +190,26 @@ const ourChat = (provider: Provider.Provider): Effect.Effect<Outcome, unknown> =
     return { chunks: 1, text: typeof content === "string" ? content : "" }
   })
 
+const routedChat: Effect.Effect<Outcome, unknown, Router.Router> = Effect.map(Router.chat(routedRequest), (r) => {
+  const content = r.choices[0]?.message.content
+  return { chunks: 1, text: typeof content === "string" ? content : "" }
+})
+
+/** Drains a stream, counting chunks and reassembling the text (a fresh tally per run). */
+const countChunks = <E, R>(stream: Stream.Stream<Provider.ChatChunk, E, R>): Effect.Effect<Outcome, E, R> =>
+  Effect.suspend(() =>
+    Stream.runFold(stream, { chunks: 0, text: "" } as Outcome, (acc, chunk) => {
+      acc.chunks++
+      const content = chunk.choices[0]?.delta.content
+      if (typeof content === "string") acc.text += content
+      return acc
+    })
+  )
+
+const routedStream: Effect.Effect<Outcome, unknown, Router.Router> = countChunks(Router.stream(routedRequest))
+
 const ourStream = (provider: Provider.Provider): Effect.Effect<Outcome, unknown> =>
-  Stream.runFold(provider.stream(ourRequest, target), { chunks: 0, text: "" } as Outcome, (acc, chunk) => {
-    acc.chunks++
-    const content = chunk.choices[0]?.delta.content
-    if (typeof content === "string") acc.text += content
-    return acc
-  })
+  countChunks(provider.stream(ourRequest, target))
 
 const sdkBody = {
   model: Fixtures.model,
@@ -228,11 +254,11 @@ interface Variant {
   readonly concurrent: (calls: number, workers: number) => Promise<void>
 }
 
-const effectVariant = (
+const effectVariant = <R>(
   key: string,
   label: string,
-  runtime: Runtime,
-  call: Effect.Effect<Outcome, unknown>
+  runtime: ManagedRuntime.ManagedRuntime<R, unknown>,
+  call: Effect.Effect<Outcome, unknown, R>
 ): Variant => {
   const timedLoop = (k: number, out: Array<number>) =>
     Effect.suspend(() => {
@@ -268,7 +294,12 @@ const effectVariant = (
 }
 
 /** `Effect.runPromise` per call: what a Promise caller pays. */
-const runPromiseVariant = (key: string, label: string, runtime: Runtime, call: Effect.Effect<Outcome, unknown>): Variant =>
+const runPromiseVariant = <R>(
+  key: string,
+  label: string,
+  runtime: ManagedRuntime.ManagedRuntime<R, unknown>,
+  call: Effect.Effect<Outcome, unknown, R>
+): Variant =>
   promiseVariant(key, label, true, () => runtime.runPromise(call))
 
 const promiseVariant = (key: string, label: string, ours: boolean, call: () => Promise<Outcome>): Variant => ({
@@ -456,6 +487,9 @@ const main = async () => {
   const fetchBurst = await makeOurs(FetchHttpClient.layer, base("burst"))
   const fetchPaced = await makeOurs(FetchHttpClient.layer, base("paced"))
   const fetchTail = await makeOurs(FetchHttpClient.layer, base("tail"))
+  const routedBurst = makeRouted(base("burst"))
+  const routedPaced = makeRouted(base("paced"))
+  const routedTail = makeRouted(base("tail"))
   const sdkBurst = new OpenAI({ apiKey, baseURL: base("burst"), maxRetries: 0 })
   const sdkPaced = new OpenAI({ apiKey, baseURL: base("paced"), maxRetries: 0 })
   const sdkTail = new OpenAI({ apiKey, baseURL: base("tail"), maxRetries: 0 })
@@ -464,16 +498,23 @@ const main = async () => {
     effectVariant("oursUndici", "ours (undici)", undiciBurst.runtime, ourChat(undiciBurst.provider)),
     effectVariant("oursFetch", "ours (fetch)", fetchBurst.runtime, ourChat(fetchBurst.provider)),
     runPromiseVariant("oursUndiciRunPromise", "ours (undici) runPromise", undiciBurst.runtime, ourChat(undiciBurst.provider)),
+    effectVariant("oursRouted", "routed (undici)", routedBurst, routedChat),
     promiseVariant("openai", "openai SDK", false, () => sdkChat(sdkBurst))
   ]
-  const streamVariants = (undici: typeof undiciBurst, fetch: typeof fetchBurst, sdk: OpenAI): Array<Variant> => [
+  const streamVariants = (
+    undici: typeof undiciBurst,
+    fetch: typeof fetchBurst,
+    routed: typeof routedBurst,
+    sdk: OpenAI
+  ): Array<Variant> => [
     effectVariant("oursUndici", "ours (undici)", undici.runtime, ourStream(undici.provider)),
     effectVariant("oursFetch", "ours (fetch)", fetch.runtime, ourStream(fetch.provider)),
+    effectVariant("oursRouted", "routed (undici)", routed, routedStream),
     promiseVariant("openai", "openai SDK", false, () => sdkStream(sdk))
   ]
-  const burstVariants = streamVariants(undiciBurst, fetchBurst, sdkBurst)
-  const pacedVariants = streamVariants(undiciPaced, fetchPaced, sdkPaced)
-  const tailVariants = streamVariants(undiciTail, fetchTail, sdkTail)
+  const burstVariants = streamVariants(undiciBurst, fetchBurst, routedBurst, sdkBurst)
+  const pacedVariants = streamVariants(undiciPaced, fetchPaced, routedPaced, sdkPaced)
+  const tailVariants = streamVariants(undiciTail, fetchTail, routedTail, sdkTail)
 
   // Replies check: every client reads the same thing.
   for (const [kind, variants, chunks, text] of [
@@ -569,6 +610,7 @@ const main = async () => {
   }
 
   for (const o of [undiciBurst, undiciPaced, undiciTail, fetchBurst, fetchPaced, fetchTail]) await o.runtime.dispose()
+  for (const r of [routedBurst, routedPaced, routedTail]) await r.dispose()
   server.stop()
 
   const get = (kind: string, key: string) => results.get(kind)!.stats.get(key)!
@@ -622,6 +664,15 @@ const main = async () => {
       streamPacedRatio: r3(get("paced", "oursFetch").median / pacedSdk.median)
     },
     oursRunPromiseUsPerCall: r1(get("chat", "oursUndiciRunPromise").median),
+    // Router.chat / Router.stream over one deployment of ours (undici), Router.defaults
+    routed: {
+      usPerCall: r1(get("chat", "oursRouted").median),
+      ratio: r3(get("chat", "oursRouted").median / chatSdk.median),
+      streamUsPerCall: r1(get("burst", "oursRouted").median),
+      streamRatio: r3(get("burst", "oursRouted").median / burstSdk.median),
+      streamPacedUsPerCall: r1(get("paced", "oursRouted").median),
+      streamPacedRatio: r3(get("paced", "oursRouted").median / pacedSdk.median)
+    },
     concurrency16: {
       oursUsPerCall: c16(c16Chat.stats, "oursUndici"),
       oursFetchUsPerCall: c16(c16Chat.stats, "oursFetch"),
