@@ -73,12 +73,22 @@ export interface Options<E> {
   readonly onStreamError: (error: HttpClientError.ResponseError) => E
 }
 
-/** Runs `task` after `millis` on the clock; returns its canceller. */
-type Schedule = (task: () => void, millis: number) => () => void
+/**
+ * Runs `task` after `millis` on the clock; returns its canceller.
+ *
+ * @internal
+ */
+export type Schedule = (task: () => void, millis: number) => () => void
 
 const liveClock = Effect.runSync(Effect.clock)
 
-const scheduleOn = (clock: Clock.Clock): Schedule =>
+/**
+ * Timers on a clock: `setTimeout` for the live clock, a fiber sleeping on any other clock (so
+ * `TestClock` drives it).
+ *
+ * @internal
+ */
+export const scheduleOn = (clock: Clock.Clock): Schedule =>
   clock.constructor === liveClock.constructor
     ? (task, millis) => {
       const handle = setTimeout(task, millis)

@@ -40,7 +40,7 @@
 import * as Sse from "@effect/experimental/Sse"
 import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
@@ -49,11 +49,13 @@ import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Errors from "../Errors.js"
 import type { RateLimitInfo, Target } from "../Provider.js"
@@ -406,10 +408,14 @@ const builtinTracer = Effect.runSync(Effect.tracer)
 const execute = (
   client: HttpClient.HttpClient,
   endpoint: Endpoint,
-  request: HttpClientRequest.HttpClientRequest
+  request: HttpClientRequest.HttpClientRequest,
+  flight: Flight
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, ProviderError> =>
   Effect.withFiberRuntime((fiber) => {
-    const run = Effect.mapError(client.execute(request), (e) => fromHttpClientError(endpoint, e))
+    const run = Effect.mapError(
+      Effect.provideService(scopedClient(client).execute(request), Scope.Scope, flight.scope),
+      (e) => fromHttpClientError(endpoint, e)
+    )
     if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return run
     if (fiber.currentTracer === builtinTracer) return Effect.withTracerEnabled(run, false)
     const names = fiber.getFiberRef(Headers.currentRedactedNames)
@@ -447,12 +453,65 @@ const failedResponse = (
 
 const isOk = (status: number) => status >= 200 && status < 300
 
-const withTimeout = <A>(
-  effect: Effect.Effect<A, ProviderError>,
-  duration: Duration.Duration,
-  onTimeout: () => ProviderError
-): Effect.Effect<A, ProviderError> =>
-  Duration.isFinite(duration) ? Effect.timeoutFail(effect, { duration, onTimeout }) : effect
+/**
+ * One request's lifetime. The request runs through `HttpClient.withScope` in a scope of its own,
+ * so closing the scope aborts it (and its body); a timer (not a race: no fibers per call)
+ * closes it after `limitMillis` on the clock, and the failure that follows becomes
+ * `onTimeout()`.
+ */
+class Flight {
+  timedOut = false
+  /** The body reader, once the response came (released with the flight). */
+  body: Body.BodyReader<ProviderError> | undefined = undefined
+  private cancelTimer: (() => void) | undefined = undefined
+  readonly startedAt: number
+  constructor(readonly scope: Scope.CloseableScope, readonly clock: Clock.Clock, limitMillis: number) {
+    this.startedAt = clock.unsafeCurrentTimeMillis()
+    if (limitMillis !== Infinity) this.cancelTimer = Body.scheduleOn(clock)(this.expire, limitMillis)
+  }
+  private readonly expire = () => {
+    this.cancelTimer = undefined
+    this.timedOut = true
+    Effect.runFork(Scope.close(this.scope, Exit.void))
+  }
+  /** Stops the timer (the request goes on). */
+  disarm(): void {
+    if (this.cancelTimer === undefined) return
+    this.cancelTimer()
+    this.cancelTimer = undefined
+  }
+  /** Stops the timer, releases the body and ends the request (aborting it unless it completed). */
+  readonly close: Effect.Effect<void> = Effect.suspend(() => {
+    this.disarm()
+    const closeScope = Scope.close(this.scope, Exit.void)
+    return this.body === undefined ? closeScope : Effect.zipRight(this.body.close, closeScope)
+  })
+  /** A failure of the request, or `onTimeout()` when the timer ended it. */
+  failure(error: ProviderError, onTimeout: () => ProviderError): ProviderError {
+    return this.timedOut ? onTimeout() : error
+  }
+}
+
+const scopedClients = new WeakMap<HttpClient.HttpClient, HttpClient.HttpClient.With<HttpClientError.HttpClientError, Scope.Scope>>()
+
+/** The client with its requests tied to a scope (`HttpClient.withScope`), made once per client. */
+const scopedClient = (client: HttpClient.HttpClient) => {
+  let scoped = scopedClients.get(client)
+  if (scoped === undefined) {
+    scoped = HttpClient.withScope(client)
+    scopedClients.set(client, scoped)
+  }
+  return scoped
+}
+
+/** A new {@link Flight}, its timer started. */
+const startFlight = (limit: Duration.Duration): Effect.Effect<Flight> =>
+  Effect.clockWith((clock) =>
+    Effect.map(
+      Scope.make(),
+      (scope) => new Flight(scope, clock, Duration.isFinite(limit) ? Math.max(0, Duration.toMillis(limit)) : Infinity)
+    )
+  )
 
 /**
  * A JSON exchange.
@@ -477,7 +536,7 @@ export const postJson = <A>(
 ): Effect.Effect<A, ProviderError> => {
   const request = buildRequest(endpoint, call, "application/json")
   if (Either.isLeft(request)) return Effect.fail(request.left)
-  const exchange = Effect.flatMap(execute(client, endpoint, request.right), (response) =>
+  const exchange = (flight: Flight) => Effect.flatMap(execute(client, endpoint, request.right, flight), (response) =>
     Effect.zipRight(
       reportRateLimit(endpoint, response),
       !isOk(response.status)
@@ -500,7 +559,12 @@ export const postJson = <A>(
           }
         )
     ))
-  return withTimeout(exchange, call.timeout, () => timeoutError(endpoint, "no complete response", call.timeout))
+  const onTimeout = () => timeoutError(endpoint, "no complete response", call.timeout)
+  return Effect.acquireUseRelease(
+    startFlight(call.timeout),
+    (flight) => Effect.mapError(exchange(flight), (error) => flight.failure(error, onTimeout)),
+    (flight) => flight.close
+  )
 }
 
 /**
@@ -539,30 +603,28 @@ export const postSse = <A>(
   endpoint: Endpoint,
   call: SseCall<A>
 ): Stream.Stream<A, ProviderError> =>
-  // A channel, not `Stream.unwrapScoped`: no `Scope` per stream (the reader is released by
-  // `acquireUseRelease`), which measured about 100 µs less per stream.
+  // A channel, not `Stream.unwrapScoped`: no `Scope` of the stream's (the request and its body
+  // are released by `acquireUseRelease`), which measured about 100 µs less per stream.
   Stream.fromChannel(Channel.unwrap(Effect.suspend(() => {
     const request = buildRequest(endpoint, call, "text/event-stream")
     if (Either.isLeft(request)) return Effect.fail(request.left)
-    return Effect.clockWith((clock) => {
-      const startedAt = clock.unsafeCurrentTimeMillis()
-      const firstByteTimeout = () => timeoutError(endpoint, "no first byte", call.firstByteTimeout)
-      const exchange = withTimeout(
-        Effect.flatMap(execute(client, endpoint, request.right), (response) =>
-          Effect.zipRight(
-            reportRateLimit(endpoint, response),
-            !isOk(response.status)
-              ? failedResponse(endpoint, response)
-              : isJson(response)
-              ? jsonInsteadOfStream(endpoint, response)
-              : Effect.succeed(response)
-          )),
-        call.firstByteTimeout,
-        firstByteTimeout
-      )
-      return Effect.map(exchange, (response) => {
-        const elapsed = clock.unsafeCurrentTimeMillis() - startedAt
-        return Channel.acquireUseRelease(
+    const firstByteTimeout = () => timeoutError(endpoint, "no first byte", call.firstByteTimeout)
+    const exchange = (flight: Flight) =>
+      Effect.flatMap(execute(client, endpoint, request.right, flight), (response) =>
+        Effect.zipRight(
+          reportRateLimit(endpoint, response),
+          !isOk(response.status)
+            ? failedResponse(endpoint, response)
+            : isJson(response)
+            ? jsonInsteadOfStream(endpoint, response)
+            : Effect.succeed(response)
+        ))
+    const open = (flight: Flight) =>
+      Effect.flatMap(Effect.mapError(exchange(flight), (error) => flight.failure(error, firstByteTimeout)), (response) => {
+        // The body's own limits take over from here; the request stays open until released.
+        flight.disarm()
+        const elapsed = flight.clock.unsafeCurrentTimeMillis() - flight.startedAt
+        return Effect.map(
           Body.open(response, {
             firstByte: Duration.isFinite(call.firstByteTimeout)
               ? Duration.millis(Math.max(0, Duration.toMillis(call.firstByteTimeout) - elapsed))
@@ -573,11 +635,19 @@ export const postSse = <A>(
             onError: (cause) => fromBodyError(endpoint, cause, response.status),
             onStreamError: (e) => fromHttpClientError(endpoint, e)
           }),
-          (body) => readEvents(endpoint, call, body),
-          (body) => body.close
+          (body) => {
+            flight.body = body
+            return readEvents(endpoint, call, body)
+          }
         )
       })
-    })
+    // Whatever ends the stream (its end, a failure, the consumer leaving, an interrupt at any
+    // point) closes the flight: the body is released and the request aborted unless complete.
+    return Effect.succeed(Channel.acquireUseRelease(
+      startFlight(call.firstByteTimeout),
+      (flight) => Channel.unwrap(open(flight)),
+      (flight) => flight.close
+    ))
   })))
 
 /** The events of a body, read into values: a chunk of them per body chunk that yields any. */

@@ -592,6 +592,24 @@ for (const [clientName, client] of [["undici", Undici], ["fetch", Fetch]] as con
         expect(received.aborted()).toBe(true)
       }), client)
 
+    live("a JSON body that stops half-way is a Timeout at the call's timeout, and the request is aborted", () =>
+      Effect.gen(function*() {
+        const server = yield* Loopback.make({
+          "/v1/chat/completions": Loopback.sse([Loopback.raw('{"id":"chatcmpl-1","object":"chat.completion",')], {
+            then: "stall",
+            headers: { "content-type": "application/json" }
+          })
+        })
+        const openai = yield* provider({ timeout: "200 millis" })
+        const started = Date.now()
+        const error = expectError(yield* Effect.flip(openai.chat(request, target(server))), "Timeout")
+        expect(Date.now() - started).toBeLessThan(2000)
+        expect(error.message).toMatch(/no complete response within 200ms/)
+        const [received] = yield* server.requests
+        yield* Loopback.awaitClosed(received) // fails on timeout
+        expect(received.aborted()).toBe(true)
+      }), client)
+
     live("the deployment's timeout wins over the option", () =>
       Effect.gen(function*() {
         const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.json(chatReply, { delay: "5 seconds" }) })
