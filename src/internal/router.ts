@@ -5,7 +5,6 @@ import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -472,49 +471,63 @@ export const make = (config: Config) =>
 
     interface OpenStream {
       readonly deployment: Deployment
+      readonly ctx: RequestContext
       /** The deployment's circuit was closed when it was picked. */
       readonly circuitClosed: boolean
       first: Chunk.Chunk<RoutedChunk> | undefined
       pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<ProviderError>>
       readonly startedMs: number
+      /** Holds the provider's stream. */
       readonly scope: Scope.CloseableScope
-      /** Set once the stream's outcome is settled, so the finalizer does not settle it again. */
+      /** Set once the stream's outcome is settled, so closing it does not settle it again. */
       settled: boolean
     }
+
+    /** The attempt a routed stream is on: the stream's release closes it if it is still open. */
+    interface Current {
+      open: OpenStream | undefined
+    }
+
+    /**
+     * Ends an attempt: the provider's stream, then its slot. An attempt never settled (the
+     * consumer left, or an interrupt) counts as interrupted.
+     */
+    const closeAttempt = (open: OpenStream, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+      Effect.zipRight(
+        Scope.close(open.scope, exit),
+        Effect.suspend(() =>
+          Effect.zipRight(
+            state.release(open.deployment),
+            open.settled ? Effect.void : cooldown.onInterrupt(open.deployment, open.ctx.clock.unsafeCurrentTimeMillis())
+          )
+        )
+      )
 
     /** One stream attempt: pick a deployment and wait for its first chunk. */
     const openStream = (
       group: string,
       request: ChatRequest,
       ctx: RequestContext,
-      parent: Scope.Scope
+      current: Current
     ): Effect.Effect<OpenStream, RouterError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request }, ctx, restore), (picked) =>
-          Effect.gen(function*() {
+          Effect.flatMap(Scope.make(), (scope) => {
             const d = picked.deployment
-            const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-            const startedMs = nowMs(ctx.clock)
             const open: OpenStream = {
               deployment: d,
+              ctx,
               circuitClosed: picked.stats.cooldown.status === "closed",
               first: undefined,
               pull: Effect.fail(Option.none()),
-              startedMs,
+              startedMs: nowMs(ctx.clock),
               scope,
               settled: false
             }
-            // Whatever ends the stream (its end, an error, the consumer stopping), the slot is released.
-            yield* Scope.addFinalizer(
-              scope,
-              Effect.suspend(() =>
-                Effect.zipRight(
-                  state.release(d),
-                  open.settled ? Effect.void : cooldown.onInterrupt(d, ctx.clock.unsafeCurrentTimeMillis())
-                )
-              )
-            )
-            const firstExit = yield* Effect.exit(restore(
+            // From here, whatever ends the stream (its end, an error, the consumer leaving, an
+            // interrupt) releases the slot.
+            current.open = open
+            const first = restore(
               Effect.flatMap(Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, targets[d.index])), scope), (pull) =>
                 withTimeout(
                   d,
@@ -523,16 +536,20 @@ export const make = (config: Config) =>
                     (first) => ({ pull, first })
                   )
                 ))
-            ))
-            if (Exit.isFailure(firstExit)) {
+            )
+            return Effect.flatMap(Effect.exit(first), (firstExit) => {
+              if (Exit.isSuccess(firstExit)) {
+                open.pull = firstExit.value.pull
+                open.first = firstExit.value.first
+                return Effect.succeed(open)
+              }
               open.settled = true
-              yield* settle(d, ctx, startedMs, firstExit, 0, open.circuitClosed)
-              yield* Scope.close(scope, Exit.void)
-              return yield* Effect.failCause(firstExit.cause)
-            }
-            open.pull = firstExit.value.pull
-            open.first = firstExit.value.first
-            return open
+              current.open = undefined
+              return Effect.zipRight(
+                Effect.zipRight(settle(d, ctx, open.startedMs, firstExit, 0, open.circuitClosed), closeAttempt(open, Exit.void)),
+                Effect.failCause(firstExit.cause)
+              )
+            })
           })
         ))
 
@@ -541,10 +558,10 @@ export const make = (config: Config) =>
       // A channel over a scope of its own rather than `Stream.unwrapScopedWith` + a repeated
       // pull: about a third fewer Effect ops per routed stream (bench/overhead.ts).
       return Stream.fromChannel(Channel.acquireUseRelease(
-        Scope.make(),
-        (parent) => Channel.unwrap(Effect.gen(function*() {
+        Effect.sync((): Current => ({ open: undefined })),
+        (current) => Channel.unwrap(Effect.gen(function*() {
           const ctx = yield* withRequest(request.model, request.metadata?.tags, Effect.succeed)
-          const open = yield* route(ctx, (group) => openStream(group, request, ctx, parent))
+          const open = yield* route(ctx, (group) => openStream(group, request, ctx, current))
           const d = open.deployment
           // Chunks are forwarded as they arrive, except one that may be the last (it has a
           // finish reason or usage): it is held until the next one, so that the route can ride on it.
@@ -637,7 +654,7 @@ export const make = (config: Config) =>
           })
           return pullChannel(pull)
         })),
-        (parent, exit) => Scope.close(parent, exit)
+        (current, exit) => current.open === undefined ? Effect.void : closeAttempt(current.open, exit)
       ))
     }
 
