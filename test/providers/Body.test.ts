@@ -1,9 +1,12 @@
 /**
- * The body reader of the streaming path (`src/internal/body.ts`) through `OpenAiCompatible`:
- * time limits on `TestClock` (a controlled web `ReadableStream` as the body), the general
- * `response.stream` path, draining after `[DONE]`, and no timer left behind (live, over undici).
+ * The timers of the HTTP core through `OpenAiCompatible`: the body reader of the streaming path
+ * (`src/internal/body.ts`) with its limits on `TestClock` (a controlled web `ReadableStream` as
+ * the body), the general `response.stream` path, draining after `[DONE]`; request timeouts on
+ * `TestClock` (a client that only answers its abort signal); and no timer left behind (live,
+ * over undici).
  */
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
@@ -188,6 +191,68 @@ describe.each([
       expect(chunks.length).toBe(1)
       yield* settle
       expect(body.state.cancelled).toBe(true)
+    }))
+})
+
+/** A client whose requests never answer; each fails as soon as its abort signal fires. */
+const silentClient = (aborted: Array<string>) =>
+  Layer.succeed(
+    HttpClient.HttpClient,
+    HttpClient.make((req, _url, signal) =>
+      Effect.async<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError>((resume) => {
+        signal.addEventListener("abort", () => {
+          aborted.push(req.url)
+          resume(Effect.fail(new HttpClientError.RequestError({ request: req, reason: "Transport", cause: new Error("aborted") })))
+        })
+      })
+    )
+  )
+
+describe("request timeouts (TestClock)", () => {
+  it.effect("a chat call is aborted at its timeout, not before, and fails with Timeout", () =>
+    Effect.gen(function*() {
+      const aborted: Array<string> = []
+      const openai = yield* Effect.provide(OpenAiCompatible.make({ apiKeyEnv: false, timeout: "30 seconds" }), silentClient(aborted))
+      const fiber = yield* Effect.fork(Effect.flip(openai.chat(request, target)))
+      yield* settle
+      yield* TestClock.adjust("29999 millis")
+      yield* settle
+      expect(fiber.unsafePoll()).toBeNull()
+      expect(aborted).toEqual([])
+      yield* TestClock.adjust("1 milli")
+      const error = yield* Fiber.join(fiber)
+      expect(error._tag).toBe("Timeout")
+      expect(error.message).toMatch(/no complete response within 30s/)
+      expect(aborted).toEqual(["http://upstream.test/v1/chat/completions"])
+    }))
+
+  it.effect("a stream request with no answer is aborted at its first-byte limit", () =>
+    Effect.gen(function*() {
+      const aborted: Array<string> = []
+      const openai = yield* Effect.provide(
+        OpenAiCompatible.make({ apiKeyEnv: false, firstByteTimeout: "5 seconds" }),
+        silentClient(aborted)
+      )
+      const fiber = yield* Effect.fork(collect(openai.stream(request, target)))
+      yield* settle
+      yield* TestClock.adjust("5 seconds")
+      const { text, error } = yield* Fiber.join(fiber)
+      expect(text).toBe("")
+      expect(error?._tag).toBe("Timeout")
+      expect(error?.message).toMatch(/first byte/)
+      expect(aborted.length).toBe(1)
+    }))
+
+  it.effect("interrupting a call aborts its request", () =>
+    Effect.gen(function*() {
+      const aborted: Array<string> = []
+      const openai = yield* Effect.provide(OpenAiCompatible.make({ apiKeyEnv: false }), silentClient(aborted))
+      const chat = yield* Effect.fork(openai.chat(request, target))
+      const stream = yield* Effect.fork(collect(openai.stream(request, target)))
+      yield* settle
+      yield* Fiber.interrupt(chat)
+      yield* Fiber.interrupt(stream)
+      expect(aborted.length).toBe(2)
     }))
 })
 
