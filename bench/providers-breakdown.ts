@@ -25,10 +25,13 @@
  * The prototype handles the success path only (error events, JSON-instead-of-stream and
  * non-2xx replies are left out); it is a measurement, not a replacement for `http.ts`.
  *
- * Since this was written, `http.ts` / `openai.ts` took the fix (one synchronous step per body
- * chunk with `Sse.makeParser` fed a line at a time, reading to the end of the body after
- * `[DONE]`, read timeouts skipped when infinite): "ours (provider.stream)" in part 2 is the fixed
- * path. The stages of part 1 (and their `http.ts:<line>` labels) describe the path before it.
+ * Since this was written, `http.ts` / `openai.ts` took two rounds of fixes: first one synchronous
+ * step per body chunk (`Sse.makeParser` fed a line at a time, reading to the end of the body
+ * after `[DONE]`); then the body read from the client's own source by `body.ts` (no
+ * `response.stream`, no `Stream.toPull`), read limits and request timeouts kept by timers instead
+ * of races, and the stream built as a channel without a `Scope`. "ours (provider.stream)" in
+ * part 2 is the current path; the stages of part 1 (and their `http.ts:<line>` labels) describe
+ * the path before both. `npm run bench:providers` has the current figures.
  */
 import { fork } from "node:child_process"
 import { once } from "node:events"
