@@ -13,10 +13,12 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as fc from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import { Readable } from "node:stream"
 import type * as Errors from "../../src/Errors.js"
 import type { ChatChunk, ChatRequest, Target } from "../../src/Provider.js"
 import * as OpenAiCompatible from "../../src/providers/OpenAiCompatible.js"
@@ -254,6 +256,61 @@ describe("request timeouts (TestClock)", () => {
       yield* Fiber.interrupt(stream)
       expect(aborted.length).toBe(2)
     }))
+})
+
+/** A client answering with `pieces` as the body, read the way `kind` says. */
+const piecesClient = (pieces: ReadonlyArray<Uint8Array>, kind: "web" | "node" | "pull") =>
+  Layer.succeed(
+    HttpClient.HttpClient,
+    HttpClient.make((req) =>
+      Effect.sync(() => {
+        const web = new ReadableStream<Uint8Array>({
+          start: (controller) => {
+            for (const piece of pieces) controller.enqueue(piece)
+            controller.close()
+          }
+        })
+        const response = HttpClientResponse.fromWeb(req, new Response(web, { headers: { "content-type": "text/event-stream" } }))
+        if (kind === "web") return response
+        const node = new Readable({ read() {} })
+        for (const piece of pieces) node.push(piece)
+        node.push(null)
+        return new Proxy(response, {
+          get: (t, p) => (p === "source" ? (kind === "node" ? { body: node } : undefined) : Reflect.get(t, p, t))
+        })
+      })
+    )
+  )
+
+describe("stream body, any split into reads", () => {
+  const contents = fc.array(fc.string({ unit: fc.constantFrom("a", "b", " ", "é", "€", "😀", "\\", "\"", "\n") }), {
+    minLength: 1,
+    maxLength: 8
+  })
+  it.effect.prop(
+    "every event arrives once and in order, however the bytes are cut (CRLF or LF, comments, multi-byte characters)",
+    {
+      texts: contents,
+      crlf: fc.boolean(),
+      comments: fc.boolean(),
+      cuts: fc.array(fc.nat(), { maxLength: 12 }),
+      kind: fc.constantFrom("web" as const, "node" as const, "pull" as const)
+    },
+    ({ comments, crlf, cuts, kind, texts }) => {
+      const eol = crlf ? "\r\n" : "\n"
+      const sse = texts.map((t) => (comments ? `: keep-alive${eol}${eol}` : "") + event(t).replaceAll("\n", eol)).join("") +
+        done.replaceAll("\n", eol)
+      const bytes = new TextEncoder().encode(sse)
+      const points = [...new Set(cuts.map((c) => c % bytes.length))].sort((a, b) => a - b)
+      const pieces = [...points, bytes.length].map((end, i) => bytes.slice(i === 0 ? 0 : points[i - 1], end)).filter((p) => p.length > 0)
+      return Effect.gen(function*() {
+        const openai = yield* OpenAiCompatible.make({ apiKeyEnv: false })
+        const chunks = yield* Stream.runCollect(openai.stream(request, target))
+        expect(Chunk.toReadonlyArray(chunks).map((c) => c.choices[0]?.delta.content)).toEqual(texts)
+      }).pipe(Effect.provide(piecesClient(pieces, kind)))
+    },
+    { fastCheck: { numRuns: 150 } }
+  )
 })
 
 describe("stream body over undici (live)", () => {
