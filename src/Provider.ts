@@ -228,9 +228,21 @@ export const ChatRequest = Schema.Struct({
   messages: Schema.Array(Message),
   tools: Schema.optional(Schema.Array(Tool)),
   tool_choice: Schema.optional(ToolChoice),
+  /** Whether the model may call several tools in one turn (`false`: at most one). */
+  parallel_tool_calls: Schema.optional(Schema.Boolean),
   temperature: Schema.optional(Schema.Number),
   top_p: Schema.optional(Schema.Number),
+  presence_penalty: Schema.optional(Schema.Number),
+  frequency_penalty: Schema.optional(Schema.Number),
+  /**
+   * The most tokens to generate. For OpenAI's reasoning models (o-series, gpt-5), which refuse
+   * `max_tokens`, the OpenAI-compatible provider sends it as `max_completion_tokens`.
+   */
   max_tokens: Schema.optional(Schema.Number),
+  /** The most tokens to generate, reasoning tokens included (OpenAI's newer name for the limit). */
+  max_completion_tokens: Schema.optional(Schema.Number),
+  /** How hard a reasoning model thinks before it answers (OpenAI's reasoning models). */
+  reasoning_effort: Schema.optional(Schema.Literal("minimal", "low", "medium", "high")),
   stop: Schema.optional(Schema.Union(Schema.String, Schema.Array(Schema.String))),
   response_format: Schema.optional(ResponseFormat),
   seed: Schema.optional(Schema.Number),

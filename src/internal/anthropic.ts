@@ -82,10 +82,10 @@ export interface WireTool {
 }
 
 export type WireToolChoice =
-  | { type: "auto" }
-  | { type: "any" }
+  | { type: "auto"; disable_parallel_tool_use?: boolean }
+  | { type: "any"; disable_parallel_tool_use?: boolean }
   | { type: "none" }
-  | { type: "tool"; name: string }
+  | { type: "tool"; name: string; disable_parallel_tool_use?: boolean }
 
 export interface WireRequest {
   model: string
@@ -283,7 +283,7 @@ export function toWireRequest(
 
   const body: WireRequest & { stream?: true } = {
     model: request.model,
-    max_tokens: request.max_tokens ?? options.defaultMaxTokens ?? DEFAULT_MAX_TOKENS,
+    max_tokens: request.max_tokens ?? request.max_completion_tokens ?? options.defaultMaxTokens ?? DEFAULT_MAX_TOKENS,
     messages
   }
 
@@ -321,6 +321,7 @@ export function toWireRequest(
       return out
     })
     const choice = request.tool_choice
+    const oneTool = request.parallel_tool_calls === false
     if (choice !== undefined) {
       body.tool_choice = choice === "auto"
         ? { type: "auto" }
@@ -329,6 +330,11 @@ export function toWireRequest(
         : choice === "none"
         ? { type: "none" }
         : { type: "tool", name: choice.function.name }
+    } else if (oneTool) {
+      body.tool_choice = { type: "auto" }
+    }
+    if (oneTool && body.tool_choice !== undefined && body.tool_choice.type !== "none") {
+      body.tool_choice.disable_parallel_tool_use = true
     }
   }
   if (request.user !== undefined) body.metadata = { user_id: request.user }

@@ -138,12 +138,22 @@ export function toWireChatRequest(
   if (problem !== undefined) return Either.left(problem)
   const { metadata: _metadata, ...rest } = request
   const body = rest as unknown as WireChatStreamRequest
+  if (body.max_tokens !== undefined && body.max_completion_tokens === undefined && refusesMaxTokens(request.model)) {
+    body.max_completion_tokens = body.max_tokens
+    delete body.max_tokens
+  }
   if (options?.stream === true) {
     body.stream = true
     if (options.includeUsage !== false) body.stream_options = { include_usage: true }
   }
   return Either.right(body)
 }
+
+/**
+ * OpenAI's reasoning models (o1, o3, o4-mini, gpt-5...), which reject `max_tokens` in favour of
+ * `max_completion_tokens`; also under an `openai/` prefix (OpenRouter).
+ */
+const refusesMaxTokens = (model: string): boolean => /^(openai\/)?(o\d|gpt-5)/i.test(model)
 
 /**
  * Builds the wire body of an embedding request (without our `metadata`).

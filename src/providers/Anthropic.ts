@@ -12,9 +12,13 @@
  *   consecutive ones merged into one message;
  * - `tools` become `{ name, description, input_schema }`; `tool_choice` `"auto"`, `"required"`,
  *   `"none"` and a named function become `auto`, `any`, `none` and `tool`;
+ *   `parallel_tool_calls: false` becomes `disable_parallel_tool_use`;
  * - `stop` becomes `stop_sequences`, `user` `metadata.user_id`; `temperature` is clamped to
- *   Anthropic's range [0, 1]; `top_p` is passed on; `seed` is dropped (Anthropic has none);
- * - `max_tokens` is required by Anthropic: the request's, else `defaultMaxTokens` (4096);
+ *   Anthropic's range [0, 1]; `top_p` is passed on; `seed`, `presence_penalty` and
+ *   `frequency_penalty` are dropped (Anthropic has none), and so is `reasoning_effort`
+ *   (extended thinking is not mapped yet);
+ * - `max_tokens` is required by Anthropic: the request's `max_tokens`, else its
+ *   `max_completion_tokens`, else `defaultMaxTokens` (4096);
  * - `response_format`: Anthropic has no JSON mode. A `json_schema` format is sent as
  *   `output_config.format` (structured outputs) unless `jsonMode: "prompt"`, which asks for JSON
  *   conforming to the schema in the system prompt instead (for models without structured

@@ -6,8 +6,12 @@
  *
  * - chat (`POST {apiBase}/chat/completions`), streaming (server-sent events up to `[DONE]`, with
  *   usage in the last chunk through `stream_options.include_usage`), embeddings
- *   (`POST {apiBase}/embeddings`); tools, streamed tool-call deltas and `response_format` pass
- *   through as OpenAI defines them
+ *   (`POST {apiBase}/embeddings`); tools, streamed tool-call deltas, `response_format`,
+ *   `parallel_tool_calls`, penalties, `max_completion_tokens` and `reasoning_effort` pass
+ *   through as OpenAI defines them. For OpenAI's reasoning models (a model id starting with
+ *   `o1`-`o9` or `gpt-5`, also after `openai/`), which reject `max_tokens`, a request's
+ *   `max_tokens` is sent as `max_completion_tokens`, so one request fits every deployment of a
+ *   group
  * - Azure OpenAI with `azure: { apiVersion }`: `{apiBase}/openai/deployments/{model}/...?api-version=`
  *   and an `api-key` header
  * - every failure is a typed `ProviderError` (see `ErrorMapping`), carrying the provider name and

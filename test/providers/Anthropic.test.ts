@@ -231,6 +231,24 @@ describe("Anthropic.toWireRequest", () => {
     expect(withoutTools.tools).toBeUndefined()
   })
 
+  it("maps parallel_tool_calls: false to disable_parallel_tool_use, max_completion_tokens to max_tokens; drops what Anthropic lacks", () => {
+    const tools = [{ type: "function" as const, function: { name: "f", parameters: { type: "object" } } }]
+    const base: ChatRequest = { model: "m", messages: [{ role: "user", content: "x" }], tools }
+    const wire = (extra: Partial<ChatRequest>) => right(Anthropic.toWireRequest({ ...base, ...extra }))
+    expect(wire({ parallel_tool_calls: false }).tool_choice).toEqual({ type: "auto", disable_parallel_tool_use: true })
+    expect(wire({ parallel_tool_calls: false, tool_choice: "required" }).tool_choice).toEqual({ type: "any", disable_parallel_tool_use: true })
+    expect(wire({ parallel_tool_calls: false, tool_choice: { type: "function", function: { name: "f" } } }).tool_choice)
+      .toEqual({ type: "tool", name: "f", disable_parallel_tool_use: true })
+    expect(wire({ parallel_tool_calls: false, tool_choice: "none" }).tool_choice).toEqual({ type: "none" })
+    expect(wire({ parallel_tool_calls: true }).tool_choice).toBeUndefined()
+    expect(wire({ max_completion_tokens: 300 }).max_tokens).toBe(300)
+    expect(wire({ max_completion_tokens: 300, max_tokens: 200 }).max_tokens).toBe(200)
+    const dropped = wire({ reasoning_effort: "high", presence_penalty: 1, frequency_penalty: 1, seed: 7 })
+    for (const key of ["reasoning_effort", "presence_penalty", "frequency_penalty", "seed", "parallel_tool_calls"]) {
+      expect(dropped).not.toHaveProperty(key)
+    }
+  })
+
   it("honours response_format: native structured outputs, or an instruction in the system prompt", () => {
     const schema = { type: "object", properties: { answer: { type: "string" } }, required: ["answer"], additionalProperties: false }
     const base: ChatRequest = {

@@ -187,6 +187,28 @@ describe("OpenAiCompatible chat", () => {
       expect(received.body.model).toBe("gpt-test")
     }))
 
+  live("sends max_tokens as max_completion_tokens to OpenAI's reasoning models; passes the newer fields through", () =>
+    Effect.gen(function*() {
+      const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.json(chatReply) })
+      const openai = yield* provider()
+      const ask = (model: string, extra: Partial<ChatRequest>) =>
+        openai.chat({ model, messages: [{ role: "user", content: "Hi" }], ...extra }, target(server))
+      yield* ask("gpt-4o-mini", { max_tokens: 100 })
+      yield* ask("o3-mini", { max_tokens: 100, reasoning_effort: "low" })
+      yield* ask("openai/gpt-5-mini", { max_tokens: 50 })
+      yield* ask("gpt-5", { max_completion_tokens: 64, parallel_tool_calls: false, presence_penalty: 0.5, frequency_penalty: -0.5 })
+      yield* ask("llama3.2", { max_tokens: 10 })
+      const bodies = (yield* server.requests).map((r) => r.body)
+      expect(bodies[0]).toMatchObject({ model: "gpt-4o-mini", max_tokens: 100 })
+      expect(bodies[0]).not.toHaveProperty("max_completion_tokens")
+      expect(bodies[1]).toEqual({ model: "o3-mini", messages: [{ role: "user", content: "Hi" }], max_completion_tokens: 100, reasoning_effort: "low" })
+      expect(bodies[2]).toMatchObject({ max_completion_tokens: 50 })
+      expect(bodies[2]).not.toHaveProperty("max_tokens")
+      expect(bodies[3]).toMatchObject({ max_completion_tokens: 64, parallel_tool_calls: false, presence_penalty: 0.5, frequency_penalty: -0.5 })
+      expect(bodies[4]).toMatchObject({ max_tokens: 10 })
+      expect(bodies[4]).not.toHaveProperty("max_completion_tokens")
+    }))
+
   live("uses Azure's URL form, api-version and api-key header", () =>
     Effect.gen(function*() {
       const server = yield* Loopback.make({
