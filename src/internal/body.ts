@@ -53,6 +53,8 @@ export interface BodyReader<E> {
   readonly drain: (maxBytes: number, maxMillis: number) => Effect.Effect<void>
   /** Releases the body (idempotent). */
   readonly close: Effect.Effect<void>
+  /** Whether the body was read to its end (its request is over: nothing to abort). */
+  readonly complete: boolean
 }
 
 /**
@@ -130,6 +132,7 @@ abstract class SourceReader<E> implements BodyReader<E> {
   }
 
   abstract readonly read: Effect.Effect<Uint8Array | undefined, E>
+  abstract readonly complete: boolean
   /** Stops the source (destroy / cancel) unless it ended. */
   protected abstract release(): void
 
@@ -230,6 +233,9 @@ const encoder = new TextEncoder()
 
 class NodeReader<E> extends SourceReader<E> {
   private ended = false
+  get complete(): boolean {
+    return this.ended
+  }
   constructor(private readonly readable: NodeReadable, options: Options<E>, clock: Clock.Clock, schedule: Schedule) {
     super(options, clock, schedule)
     readable.on("readable", this.onReadable)
@@ -283,6 +289,9 @@ const isWebStream = (u: unknown): u is WebStream =>
 class WebStreamReader<E> extends SourceReader<E> {
   private value: Uint8Array | undefined = undefined
   private ended = false
+  get complete(): boolean {
+    return this.ended
+  }
   private readonly reader: WebReader
   constructor(stream: WebStream, options: Options<E>, clock: Clock.Clock, schedule: Schedule) {
     super(options, clock, schedule)
@@ -328,11 +337,16 @@ const pullReader = <E>(
       const idleRead = limited(options.idle, options.onIdleTimeout)
       const buffered: Array<Uint8Array> = []
       let started = false
+      let ended = false
       const read: Effect.Effect<Uint8Array | undefined, E> = Effect.suspend(() => {
         const bytes = buffered.shift()
         if (bytes !== undefined) return Effect.succeed(bytes)
         return Effect.matchEffect(started ? idleRead : firstRead, {
-          onFailure: (error) => Option.isNone(error) ? Effect.succeed(undefined) : Effect.fail(error.value),
+          onFailure: (error) => {
+            if (Option.isSome(error)) return Effect.fail(error.value)
+            ended = true
+            return Effect.succeed(undefined)
+          },
           onSuccess: (chunk: Chunk.Chunk<Uint8Array>) => {
             for (const piece of chunk) {
               if (piece.length > 0) buffered.push(piece)
@@ -353,7 +367,14 @@ const pullReader = <E>(
           })
           return Effect.ignore(Effect.timeout(loop, Duration.millis(maxMillis)))
         })
-      return { read, drain, close }
+      return {
+        read,
+        drain,
+        close,
+        get complete() {
+          return ended
+        }
+      }
     }))
 
 const millis = (duration: Duration.Duration): number =>

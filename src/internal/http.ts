@@ -480,11 +480,18 @@ class Flight {
     this.cancelTimer()
     this.cancelTimer = undefined
   }
-  /** Stops the timer, releases the body and ends the request (aborting it unless it completed). */
+  /** The response was read to its end: the request is over, there is nothing to abort. */
+  complete = false
+  /**
+   * Stops the timer, releases the body and ends the request: aborts it unless it completed (an
+   * abort costs a `DOMException` and, with fetch, its handlers run even after the end).
+   */
   readonly close: Effect.Effect<void> = Effect.suspend(() => {
     this.disarm()
+    const body = this.body
+    if (this.complete || (body !== undefined && body.complete)) return body === undefined ? Effect.void : body.close
     const closeScope = Scope.close(this.scope, Exit.void)
-    return this.body === undefined ? closeScope : Effect.zipRight(this.body.close, closeScope)
+    return body === undefined ? closeScope : Effect.zipRight(body.close, closeScope)
   })
   /** A failure of the request, or `onTimeout()` when the timer ended it. */
   failure(error: ProviderError, onTimeout: () => ProviderError): ProviderError {
@@ -544,6 +551,7 @@ export const postJson = <A>(
         : Effect.flatMap(
           Effect.mapError(response.text, (e) => fromHttpClientError(endpoint, e)),
           (text) => {
+            flight.complete = true
             const json = parseJson(endpoint, text, "the response body", response.status)
             if (Either.isLeft(json)) return Effect.fail(json.left)
             if (isErrorPayload(json.right)) return Effect.fail(errorFromPayload(endpoint, text))
