@@ -83,6 +83,7 @@ export interface Options<E> {
 export type Schedule = (task: () => void, millis: number) => () => void
 
 const liveClock = Effect.runSync(Effect.clock)
+const maxTimerMillis = 2 ** 31 - 1
 
 /**
  * Timers on a clock: `setTimeout` for the live clock, a fiber sleeping on any other clock (so
@@ -93,7 +94,8 @@ const liveClock = Effect.runSync(Effect.clock)
 export const scheduleOn = (clock: Clock.Clock): Schedule =>
   clock.constructor === liveClock.constructor
     ? (task, millis) => {
-      const handle = setTimeout(task, millis)
+      // beyond 2^31 - 1 ms Node fires at once; a timer that comes early is set again
+      const handle = setTimeout(task, Math.min(millis, maxTimerMillis))
       return () => clearTimeout(handle)
     }
     : (task, millis) => {

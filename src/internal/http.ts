@@ -465,11 +465,21 @@ class Flight {
   body: Body.BodyReader<ProviderError> | undefined = undefined
   private cancelTimer: (() => void) | undefined = undefined
   readonly startedAt: number
+  private readonly deadline: number
+  private readonly schedule: Body.Schedule
   constructor(readonly scope: Scope.CloseableScope, readonly clock: Clock.Clock, limitMillis: number) {
     this.startedAt = clock.unsafeCurrentTimeMillis()
-    if (limitMillis !== Infinity) this.cancelTimer = Body.scheduleOn(clock)(this.expire, limitMillis)
+    this.deadline = this.startedAt + limitMillis
+    this.schedule = Body.scheduleOn(clock)
+    if (limitMillis !== Infinity) this.cancelTimer = this.schedule(this.expire, limitMillis)
   }
   private readonly expire = () => {
+    // a timer can come early (the live one is capped at 2^31 - 1 ms): set it again
+    const left = this.deadline - this.clock.unsafeCurrentTimeMillis()
+    if (left > 0) {
+      this.cancelTimer = this.schedule(this.expire, left)
+      return
+    }
     this.cancelTimer = undefined
     this.timedOut = true
     Effect.runFork(Scope.close(this.scope, Exit.void))
