@@ -18,6 +18,22 @@ import type { ProviderError } from "./Errors.js"
 // ---------------------------------------------------------------------------
 
 /**
+ * A prompt-cache breakpoint: the prompt up to and including the part, message or tool that
+ * carries it may be cached (Anthropic's `cache_control`; `ttl` 5 minutes by default, or 1 hour).
+ * Providers that cache on their own or not at all (OpenAI-compatible servers) do not send it.
+ *
+ * @example
+ * const part: TextPart = { type: "text", text: longDocument, cache_control: { type: "ephemeral" } }
+ * @since 0.1.0
+ */
+export const CacheControl = Schema.Struct({
+  type: Schema.Literal("ephemeral"),
+  ttl: Schema.optional(Schema.Literal("5m", "1h"))
+})
+/** @since 0.1.0 */
+export type CacheControl = typeof CacheControl.Type
+
+/**
  * A text part of a message's content.
  *
  * @example
@@ -26,7 +42,8 @@ import type { ProviderError } from "./Errors.js"
  */
 export const TextPart = Schema.Struct({
   type: Schema.Literal("text"),
-  text: Schema.String
+  text: Schema.String,
+  cache_control: Schema.optional(CacheControl)
 })
 /** @since 0.1.0 */
 export type TextPart = typeof TextPart.Type
@@ -43,7 +60,8 @@ export const ImagePart = Schema.Struct({
   image_url: Schema.Struct({
     url: Schema.String,
     detail: Schema.optional(Schema.Literal("auto", "low", "high"))
-  })
+  }),
+  cache_control: Schema.optional(CacheControl)
 })
 /** @since 0.1.0 */
 export type ImagePart = typeof ImagePart.Type
@@ -89,7 +107,9 @@ export type ToolCall = typeof ToolCall.Type
 export const SystemMessage = Schema.Struct({
   role: Schema.Literal("system"),
   content: Content,
-  name: Schema.optional(Schema.String)
+  name: Schema.optional(Schema.String),
+  /** A cache breakpoint after this message (on its last content block). */
+  cache_control: Schema.optional(CacheControl)
 })
 
 /**
@@ -100,7 +120,9 @@ export const SystemMessage = Schema.Struct({
 export const UserMessage = Schema.Struct({
   role: Schema.Literal("user"),
   content: Content,
-  name: Schema.optional(Schema.String)
+  name: Schema.optional(Schema.String),
+  /** A cache breakpoint after this message (on its last content block). */
+  cache_control: Schema.optional(CacheControl)
 })
 
 /**
@@ -113,7 +135,9 @@ export const AssistantMessage = Schema.Struct({
   content: Schema.optional(Schema.NullOr(Content)),
   name: Schema.optional(Schema.String),
   tool_calls: Schema.optional(Schema.Array(ToolCall)),
-  refusal: Schema.optional(Schema.NullOr(Schema.String))
+  refusal: Schema.optional(Schema.NullOr(Schema.String)),
+  /** A cache breakpoint after this message (on its last content block). */
+  cache_control: Schema.optional(CacheControl)
 })
 /** @since 0.1.0 */
 export type AssistantMessage = typeof AssistantMessage.Type
@@ -126,7 +150,9 @@ export type AssistantMessage = typeof AssistantMessage.Type
 export const ToolMessage = Schema.Struct({
   role: Schema.Literal("tool"),
   content: Content,
-  tool_call_id: Schema.String
+  tool_call_id: Schema.String,
+  /** A cache breakpoint after this tool result. */
+  cache_control: Schema.optional(CacheControl)
 })
 
 /**
@@ -159,7 +185,9 @@ export const Tool = Schema.Struct({
     description: Schema.optional(Schema.String),
     parameters: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
     strict: Schema.optional(Schema.Boolean)
-  })
+  }),
+  /** A cache breakpoint after the tool definitions up to this one. */
+  cache_control: Schema.optional(CacheControl)
 })
 /** @since 0.1.0 */
 export type Tool = typeof Tool.Type

@@ -18,6 +18,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Errors from "../Errors.js"
 import type {
+  CacheControl,
   ChatChunk,
   ChatRequest,
   ChatResponse,
@@ -40,9 +41,15 @@ import * as Http from "./http.js"
 // is assignable to the SDK's `MessageCreateParams` (see test/providers/wire-types.anthropic.ts).
 // ---------------------------------------------------------------------------
 
+export interface WireCacheControl {
+  type: "ephemeral"
+  ttl?: "5m" | "1h"
+}
+
 export interface WireTextBlock {
   type: "text"
   text: string
+  cache_control?: WireCacheControl
 }
 
 export type WireImageMediaType = "image/jpeg" | "image/png" | "image/gif" | "image/webp"
@@ -52,6 +59,7 @@ export interface WireImageBlock {
   source:
     | { type: "base64"; media_type: WireImageMediaType; data: string }
     | { type: "url"; url: string }
+  cache_control?: WireCacheControl
 }
 
 export interface WireToolUseBlock {
@@ -59,12 +67,14 @@ export interface WireToolUseBlock {
   id: string
   name: string
   input: Record<string, unknown>
+  cache_control?: WireCacheControl
 }
 
 export interface WireToolResultBlock {
   type: "tool_result"
   tool_use_id: string
   content: string | Array<WireTextBlock | WireImageBlock>
+  cache_control?: WireCacheControl
 }
 
 export type WireContentBlock = WireTextBlock | WireImageBlock | WireToolUseBlock | WireToolResultBlock
@@ -79,6 +89,7 @@ export interface WireTool {
   description?: string
   input_schema: { type: "object"; [key: string]: unknown }
   strict?: boolean
+  cache_control?: WireCacheControl
 }
 
 export type WireToolChoice =
@@ -153,14 +164,34 @@ const contentBlocks = (
   const out: Array<WireTextBlock | WireImageBlock> = []
   for (const part of content) {
     if (part.type === "text") {
-      if (part.text !== "") out.push({ type: "text", text: part.text })
+      if (part.text !== "") out.push(cached<WireTextBlock>({ type: "text", text: part.text }, part.cache_control))
     } else {
       const image = imageBlock(part.image_url.url)
       if (Either.isLeft(image)) return Either.left(`${where}: ${image.left}`)
-      out.push(image.right)
+      out.push(cached<WireTextBlock | WireImageBlock>(image.right, part.cache_control))
     }
   }
   return Either.right(out)
+}
+
+/** `block` with the breakpoint, when there is one. */
+const cached = <B extends { cache_control?: WireCacheControl }>(block: B, cache: CacheControl | undefined): B => {
+  if (cache !== undefined) block.cache_control = cache.ttl === undefined ? { type: cache.type } : { type: cache.type, ttl: cache.ttl }
+  return block
+}
+
+/** Puts a message's breakpoint on its last block (content with one becomes a list of blocks). */
+const cachedContent = (
+  content: string | Array<WireTextBlock | WireImageBlock>,
+  cache: CacheControl | undefined
+): string | Array<WireTextBlock | WireImageBlock> => {
+  if (cache === undefined) return content
+  const blocks: Array<WireTextBlock | WireImageBlock> = typeof content === "string"
+    ? (content === "" ? [] : [{ type: "text", text: content }])
+    : content
+  const last = blocks[blocks.length - 1]
+  if (last !== undefined) cached(last, cache)
+  return blocks
 }
 
 /** Plain string content stays a string (the common case); parts become blocks. */
@@ -191,14 +222,17 @@ const systemBlocks = (messages: ReadonlyArray<Message>): Either.Either<Array<Wir
     const message = messages[i]
     if (message.role !== "system") continue
     const content = message.content
+    const before = out.length
     if (typeof content === "string") {
       if (content !== "") out.push({ type: "text", text: content })
-      continue
+    } else {
+      for (const part of content) {
+        if (part.type !== "text") return Either.left(`messages[${i}]: Anthropic system prompts take text only`)
+        if (part.text !== "") out.push(cached<WireTextBlock>({ type: "text", text: part.text }, part.cache_control))
+      }
     }
-    for (const part of content) {
-      if (part.type !== "text") return Either.left(`messages[${i}]: Anthropic system prompts take text only`)
-      if (part.text !== "") out.push({ type: "text", text: part.text })
-    }
+    const last = out[out.length - 1]
+    if (out.length > before && last !== undefined) cached(last, message.cache_control)
   }
   return Either.right(out)
 }
@@ -239,7 +273,7 @@ export function toWireRequest(
       case "user": {
         const content = messageContent(message.content, where)
         if (Either.isLeft(content)) return Either.left(content.left)
-        messages.push({ role: "user", content: content.right })
+        messages.push({ role: "user", content: cachedContent(content.right, message.cache_control) })
         break
       }
       case "assistant": {
@@ -249,7 +283,9 @@ export function toWireRequest(
           const mapped = messageContent(content ?? "", where)
           if (Either.isLeft(mapped)) return Either.left(mapped.left)
           // Anthropic refuses empty turns; an empty assistant message says nothing anyway
-          if (mapped.right.length > 0) messages.push({ role: "assistant", content: mapped.right })
+          if (mapped.right.length > 0) {
+            messages.push({ role: "assistant", content: cachedContent(mapped.right, message.cache_control) })
+          }
           break
         }
         const blocks: Array<WireContentBlock> = []
@@ -263,13 +299,17 @@ export function toWireRequest(
           if (Either.isLeft(input)) return Either.left(input.left)
           blocks.push({ type: "tool_use", id: call.id, name: call.function.name, input: input.right })
         }
+        cached(blocks[blocks.length - 1]!, message.cache_control)
         messages.push({ role: "assistant", content: blocks })
         break
       }
       case "tool": {
         const content = messageContent(message.content, where)
         if (Either.isLeft(content)) return Either.left(content.left)
-        const block: WireToolResultBlock = { type: "tool_result", tool_use_id: message.tool_call_id, content: content.right }
+        const block = cached<WireToolResultBlock>(
+          { type: "tool_result", tool_use_id: message.tool_call_id, content: content.right },
+          message.cache_control
+        )
         if (toolResults === undefined) {
           toolResults = [block]
           messages.push({ role: "user", content: toolResults })
@@ -301,8 +341,8 @@ export function toWireRequest(
     }
   }
 
-  if (systemParts.length === 1) body.system = systemParts[0].text
-  else if (systemParts.length > 1) body.system = systemParts
+  if (systemParts.length === 1 && systemParts[0].cache_control === undefined) body.system = systemParts[0].text
+  else if (systemParts.length > 0) body.system = systemParts
   // Anthropic's temperature range is [0, 1]; OpenAI's is [0, 2]
   if (request.temperature !== undefined) body.temperature = clamp(request.temperature, 0, 1)
   if (request.top_p !== undefined) body.top_p = request.top_p
@@ -318,7 +358,7 @@ export function toWireRequest(
       }
       if (tool.function.description !== undefined) out.description = tool.function.description
       if (tool.function.strict !== undefined) out.strict = tool.function.strict
-      return out
+      return cached(out, tool.cache_control)
     })
     const choice = request.tool_choice
     const oneTool = request.parallel_tool_calls === false

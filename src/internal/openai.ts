@@ -138,6 +138,10 @@ export function toWireChatRequest(
   if (problem !== undefined) return Either.left(problem)
   const { metadata: _metadata, ...rest } = request
   const body = rest as unknown as WireChatStreamRequest
+  if (hasCacheControl(request)) {
+    body.messages = request.messages.map(withoutCacheControl) as Array<WireMessage>
+    if (request.tools !== undefined) body.tools = request.tools.map(withoutCacheControl) as NonNullable<WireChatStreamRequest["tools"]>
+  }
   if (body.max_tokens !== undefined && body.max_completion_tokens === undefined && refusesMaxTokens(request.model)) {
     body.max_completion_tokens = body.max_tokens
     delete body.max_tokens
@@ -147,6 +151,32 @@ export function toWireChatRequest(
     if (options.includeUsage !== false) body.stream_options = { include_usage: true }
   }
   return Either.right(body)
+}
+
+/** Whether a request carries a cache breakpoint anywhere (Anthropic's; not sent here). */
+const hasCacheControl = (request: ChatRequest): boolean => {
+  for (const message of request.messages) {
+    if (message.cache_control !== undefined) return true
+    const content = message.content
+    if (Array.isArray(content) && content.some((part) => part.cache_control !== undefined)) return true
+  }
+  return request.tools !== undefined && request.tools.some((tool) => tool.cache_control !== undefined)
+}
+
+/** A message or tool without `cache_control` (its content parts too). */
+const withoutCacheControl = <A extends { readonly cache_control?: unknown; readonly content?: unknown }>(item: A): A => {
+  const { cache_control: _cache, ...rest } = item
+  const content = rest.content
+  if (Array.isArray(content)) {
+    return {
+      ...rest,
+      content: content.map((part: { readonly cache_control?: unknown }) => {
+        const { cache_control: _partCache, ...plain } = part
+        return plain
+      })
+    } as unknown as A
+  }
+  return rest as unknown as A
 }
 
 /**

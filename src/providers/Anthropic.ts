@@ -17,6 +17,8 @@
  *   Anthropic's range [0, 1]; `top_p` is passed on; `seed`, `presence_penalty` and
  *   `frequency_penalty` are dropped (Anthropic has none), and so is `reasoning_effort`
  *   (extended thinking is not mapped yet);
+ * - `cache_control` on a content part, a message (its last block, or the tool result) or a tool
+ *   is put on the matching block (system prompts with one become a list of blocks);
  * - `max_tokens` is required by Anthropic: the request's `max_tokens`, else its
  *   `max_completion_tokens`, else `defaultMaxTokens` (4096);
  * - `response_format`: Anthropic has no JSON mode. A `json_schema` format is sent as

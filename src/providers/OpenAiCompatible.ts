@@ -11,7 +11,7 @@
  *   through as OpenAI defines them. For OpenAI's reasoning models (a model id starting with
  *   `o1`-`o9` or `gpt-5`, also after `openai/`), which reject `max_tokens`, a request's
  *   `max_tokens` is sent as `max_completion_tokens`, so one request fits every deployment of a
- *   group
+ *   group. Cache breakpoints (`cache_control`, Anthropic's) are not sent
  * - Azure OpenAI with `azure: { apiVersion }`: `{apiBase}/openai/deployments/{model}/...?api-version=`
  *   and an `api-key` header
  * - every failure is a typed `ProviderError` (see `ErrorMapping`), carrying the provider name and

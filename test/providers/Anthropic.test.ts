@@ -249,6 +249,42 @@ describe("Anthropic.toWireRequest", () => {
     }
   })
 
+  it("puts cache breakpoints on the blocks they mark: parts, a message's last block, tool results, tools", () => {
+    const cache = { type: "ephemeral" as const }
+    const hour = { type: "ephemeral" as const, ttl: "1h" as const }
+    const body = right(Anthropic.toWireRequest({
+      model: "m",
+      messages: [
+        { role: "system", content: "Long instructions", cache_control: hour },
+        { role: "user", content: [{ type: "text", text: "Document", cache_control: cache }, { type: "text", text: "Question" }] },
+        {
+          role: "assistant",
+          content: "Checking.",
+          tool_calls: [{ id: "t1", type: "function", function: { name: "f", arguments: "{}" } }],
+          cache_control: cache
+        },
+        { role: "tool", tool_call_id: "t1", content: "result", cache_control: cache },
+        { role: "user", content: "Go on", cache_control: cache }
+      ],
+      tools: [{ type: "function", function: { name: "f" }, cache_control: cache }]
+    }))
+    expect(body.system).toEqual([{ type: "text", text: "Long instructions", cache_control: { type: "ephemeral", ttl: "1h" } }])
+    expect(body.messages).toEqual([
+      { role: "user", content: [{ type: "text", text: "Document", cache_control: cache }, { type: "text", text: "Question" }] },
+      {
+        role: "assistant",
+        content: [{ type: "text", text: "Checking." }, { type: "tool_use", id: "t1", name: "f", input: {}, cache_control: cache }]
+      },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "t1", content: "result", cache_control: cache }] },
+      { role: "user", content: [{ type: "text", text: "Go on", cache_control: cache }] }
+    ])
+    expect(body.tools?.[0]).toMatchObject({ name: "f", cache_control: cache })
+    // without breakpoints, plain strings stay strings
+    const plain = right(Anthropic.toWireRequest({ model: "m", messages: [{ role: "system", content: "S" }, { role: "user", content: "U" }] }))
+    expect(plain.system).toBe("S")
+    expect(plain.messages).toEqual([{ role: "user", content: "U" }])
+  })
+
   it("honours response_format: native structured outputs, or an instruction in the system prompt", () => {
     const schema = { type: "object", properties: { answer: { type: "string" } }, required: ["answer"], additionalProperties: false }
     const base: ChatRequest = {

@@ -209,6 +209,28 @@ describe("OpenAiCompatible chat", () => {
       expect(bodies[4]).not.toHaveProperty("max_completion_tokens")
     }))
 
+  live("does not send cache breakpoints (Anthropic's cache_control) to OpenAI-compatible servers", () =>
+    Effect.gen(function*() {
+      const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.json(chatReply) })
+      const openai = yield* provider()
+      const cache = { type: "ephemeral" as const }
+      yield* openai.chat({
+        model: "gpt-4o-mini",
+        messages: [
+          { role: "system", content: "S", cache_control: cache },
+          { role: "user", content: [{ type: "text", text: "Doc", cache_control: cache }, { type: "text", text: "Q" }] }
+        ],
+        tools: [{ type: "function", function: { name: "f" }, cache_control: cache }]
+      }, target(server))
+      const [received] = yield* server.requests
+      expect(received.text).not.toContain("cache_control")
+      expect(received.body.messages).toEqual([
+        { role: "system", content: "S" },
+        { role: "user", content: [{ type: "text", text: "Doc" }, { type: "text", text: "Q" }] }
+      ])
+      expect(received.body.tools).toEqual([{ type: "function", function: { name: "f" } }])
+    }))
+
   live("uses Azure's URL form, api-version and api-key header", () =>
     Effect.gen(function*() {
       const server = yield* Loopback.make({

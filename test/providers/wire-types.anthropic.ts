@@ -1,7 +1,8 @@
 /**
  * Compile-time check (no test runs here): the bodies `Anthropic.toWireRequest` builds are
  * assignable to the official SDK's request types, for requests with a system prompt, images,
- * tools, tool calls and tool results, tool choice, stop sequences and a JSON schema format.
+ * tools, tool calls and tool results, tool choice, stop sequences, cache breakpoints and a JSON
+ * schema format.
  * `tsc --noEmit` fails if our wire shape drifts from Anthropic's.
  */
 import type AnthropicSdk from "@anthropic-ai/sdk"
@@ -13,7 +14,7 @@ const request: ChatRequest = {
   model: "claude-sonnet-4-5",
   messages: [
     { role: "system", content: "Be brief." },
-    { role: "system", content: [{ type: "text", text: "Answer in English." }] },
+    { role: "system", content: [{ type: "text", text: "Answer in English.", cache_control: { type: "ephemeral", ttl: "1h" } }] },
     {
       role: "user",
       content: [
@@ -27,9 +28,9 @@ const request: ChatRequest = {
       content: "Let me check.",
       tool_calls: [{ id: "toolu_1", type: "function", function: { name: "weather", arguments: "{\"city\":\"Oslo\"}" } }]
     },
-    { role: "tool", tool_call_id: "toolu_1", content: "12°C" },
+    { role: "tool", tool_call_id: "toolu_1", content: "12°C", cache_control: { type: "ephemeral" } },
     { role: "tool", tool_call_id: "toolu_2", content: [{ type: "text", text: "rain" }] },
-    { role: "user", content: "Thanks" }
+    { role: "user", content: "Thanks", cache_control: { type: "ephemeral" } }
   ],
   tools: [{
     type: "function",
@@ -37,7 +38,8 @@ const request: ChatRequest = {
       name: "weather",
       description: "Weather in a city",
       parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] }
-    }
+    },
+    cache_control: { type: "ephemeral" }
   }],
   tool_choice: { type: "function", function: { name: "weather" } },
   stop: ["\n\nHuman:"],
