@@ -217,10 +217,16 @@ const finishReasons: Readonly<Record<string, string>> = {
 
 /**
  * Servers that speak the dialect loosely send finish reasons outside OpenAI's set; they are
- * mapped onto it (unknown ones become "stop") rather than failing the whole reply. The parsed
- * JSON is ours to mutate.
+ * mapped onto it (unknown ones become "stop") rather than failing the whole reply. Groq also
+ * reports usage as `x_groq.usage` (on a stream's last chunk, and only there when the server
+ * ignores `stream_options`): it stands in for a missing `usage`. The parsed JSON is ours to
+ * mutate.
  */
 const normalizeFinishReasons = (json: unknown): unknown => {
+  const groq = (json as { x_groq?: { usage?: unknown } } | null)?.x_groq
+  if (groq != null && typeof groq === "object" && groq.usage != null && (json as { usage?: unknown }).usage == null) {
+    ;(json as { usage?: unknown }).usage = groq.usage
+  }
   const choices = (json as { choices?: unknown } | null)?.choices
   if (Array.isArray(choices)) {
     for (const choice of choices) {

@@ -342,6 +342,32 @@ describe("OpenAiCompatible embed", () => {
 // ---------------------------------------------------------------------------
 
 describe("OpenAiCompatible stream", () => {
+  live("reads Groq's x_groq.usage when a stream has no usage chunk (and the usage chunk when it has one)", () =>
+    Effect.gen(function*() {
+      const groqUsage = { queue_time: 0.01, prompt_tokens: 23, prompt_time: 0.006, completion_tokens: 19, completion_time: 0.02, total_tokens: 42 }
+      const server = yield* Loopback.make({
+        "/v1/chat/completions": [
+          Loopback.sse([
+            Loopback.event(chunk({ role: "assistant", content: "Hi" })),
+            Loopback.event(chunk({}, "stop", { x_groq: { id: "req_1", usage: groqUsage } })),
+            Loopback.done
+          ]),
+          Loopback.sse([
+            Loopback.event(chunk({ role: "assistant", content: "Hi" })),
+            Loopback.event(chunk({}, "stop", { x_groq: { id: "req_2", usage: groqUsage } })),
+            Loopback.event(usageChunk),
+            Loopback.done
+          ])
+        ]
+      })
+      const openai = yield* provider()
+      const onlyGroq = yield* collect(openai.stream(request, target(server)))
+      expect(onlyGroq.error).toBeUndefined()
+      expect(onlyGroq.chunks.at(-1)?.usage).toEqual({ prompt_tokens: 23, completion_tokens: 19, total_tokens: 42 })
+      const both = yield* collect(openai.stream(request, target(server)))
+      expect(both.chunks.map((c) => c.usage?.total_tokens ?? null)).toEqual([null, 42, 12])
+    }))
+
   live("streams text deltas, usage in the last chunk, up to [DONE]", () =>
     Effect.gen(function*() {
       const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.sse(textStream()) })
