@@ -67,11 +67,32 @@ export const ImagePart = Schema.Struct({
 export type ImagePart = typeof ImagePart.Type
 
 /**
+ * A file part (OpenAI's shape): a document inline as a data URL in `file_data`
+ * (`data:application/pdf;base64,...`), or the id of a file uploaded to OpenAI in `file_id`.
+ * The Anthropic provider takes PDF and plain-text data URLs.
+ *
+ * @example
+ * const part: FilePart = { type: "file", file: { filename: "report.pdf", file_data: "data:application/pdf;base64,JVBERi0x" } }
+ * @since 0.1.0
+ */
+export const FilePart = Schema.Struct({
+  type: Schema.Literal("file"),
+  file: Schema.Struct({
+    file_data: Schema.optional(Schema.String),
+    file_id: Schema.optional(Schema.String),
+    filename: Schema.optional(Schema.String)
+  }),
+  cache_control: Schema.optional(CacheControl)
+})
+/** @since 0.1.0 */
+export type FilePart = typeof FilePart.Type
+
+/**
  * One part of a message's content.
  *
  * @since 0.1.0
  */
-export const ContentPart = Schema.Union(TextPart, ImagePart)
+export const ContentPart = Schema.Union(TextPart, ImagePart, FilePart)
 /** @since 0.1.0 */
 export type ContentPart = typeof ContentPart.Type
 

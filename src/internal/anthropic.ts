@@ -23,6 +23,7 @@ import type {
   ChatRequest,
   ChatResponse,
   Content,
+  FilePart,
   EmbeddingRequest,
   EmbeddingResponse,
   FinishReason,
@@ -73,11 +74,23 @@ export interface WireToolUseBlock {
 export interface WireToolResultBlock {
   type: "tool_result"
   tool_use_id: string
-  content: string | Array<WireTextBlock | WireImageBlock>
+  content: string | Array<WireInputBlock>
   cache_control?: WireCacheControl
 }
 
-export type WireContentBlock = WireTextBlock | WireImageBlock | WireToolUseBlock | WireToolResultBlock
+export interface WireDocumentBlock {
+  type: "document"
+  source:
+    | { type: "base64"; media_type: "application/pdf"; data: string }
+    | { type: "text"; media_type: "text/plain"; data: string }
+  title?: string
+  cache_control?: WireCacheControl
+}
+
+/** Blocks a user message or a tool result can hold. */
+export type WireInputBlock = WireTextBlock | WireImageBlock | WireDocumentBlock
+
+export type WireContentBlock = WireInputBlock | WireToolUseBlock | WireToolResultBlock
 
 export interface WireMessage {
   role: "user" | "assistant"
@@ -156,19 +169,54 @@ const imageBlock = (url: string): Either.Either<WireImageBlock, string> => {
   return Either.left("image URL must be an http(s) URL or a base64 data URL")
 }
 
+/** A document block from a file part's data URL (PDF, or plain text). */
+const documentBlock = (file: FilePart["file"]): Either.Either<WireDocumentBlock, string> => {
+  const data = file.file_data
+  if (data === undefined) {
+    return Either.left(
+      file.file_id !== undefined
+        ? `file ${file.file_id} was uploaded to OpenAI; Anthropic takes documents as data URLs (file_data)`
+        : "a file part needs file_data"
+    )
+  }
+  const match = /^data:([^;,]+)((?:;[^;,]*)*),(.*)$/s.exec(data)
+  if (match === null) return Either.left("file_data must be a data URL (data:application/pdf;base64,...)")
+  const mediaType = match[1].toLowerCase()
+  const base64 = match[2].split(";").includes("base64")
+  const title = file.filename === undefined ? {} : { title: file.filename }
+  if (mediaType === "application/pdf") {
+    if (!base64) return Either.left("a PDF data URL must be base64-encoded")
+    return Either.right({ type: "document", source: { type: "base64", media_type: "application/pdf", data: match[3] }, ...title })
+  }
+  if (mediaType === "text/plain") {
+    let text: string
+    try {
+      text = base64
+        ? new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(atob(match[3]), (c) => c.charCodeAt(0)))
+        : decodeURIComponent(match[3])
+    } catch {
+      return Either.left("file_data is not valid text")
+    }
+    return Either.right({ type: "document", source: { type: "text", media_type: "text/plain", data: text }, ...title })
+  }
+  return Either.left(`document media type ${match[1]} is not supported by Anthropic (application/pdf, text/plain)`)
+}
+
 const contentBlocks = (
   content: Content,
   where: string
-): Either.Either<Array<WireTextBlock | WireImageBlock>, string> => {
+): Either.Either<Array<WireInputBlock>, string> => {
   if (typeof content === "string") return Either.right(content === "" ? [] : [{ type: "text", text: content }])
-  const out: Array<WireTextBlock | WireImageBlock> = []
+  const out: Array<WireInputBlock> = []
   for (const part of content) {
     if (part.type === "text") {
       if (part.text !== "") out.push(cached<WireTextBlock>({ type: "text", text: part.text }, part.cache_control))
     } else {
-      const image = imageBlock(part.image_url.url)
-      if (Either.isLeft(image)) return Either.left(`${where}: ${image.left}`)
-      out.push(cached<WireTextBlock | WireImageBlock>(image.right, part.cache_control))
+      const block: Either.Either<WireInputBlock, string> = part.type === "image_url"
+        ? imageBlock(part.image_url.url)
+        : documentBlock(part.file)
+      if (Either.isLeft(block)) return Either.left(`${where}: ${block.left}`)
+      out.push(cached<WireInputBlock>(block.right, part.cache_control))
     }
   }
   return Either.right(out)
@@ -182,11 +230,11 @@ const cached = <B extends { cache_control?: WireCacheControl }>(block: B, cache:
 
 /** Puts a message's breakpoint on its last block (content with one becomes a list of blocks). */
 const cachedContent = (
-  content: string | Array<WireTextBlock | WireImageBlock>,
+  content: string | Array<WireInputBlock>,
   cache: CacheControl | undefined
-): string | Array<WireTextBlock | WireImageBlock> => {
+): string | Array<WireInputBlock> => {
   if (cache === undefined) return content
-  const blocks: Array<WireTextBlock | WireImageBlock> = typeof content === "string"
+  const blocks: Array<WireInputBlock> = typeof content === "string"
     ? (content === "" ? [] : [{ type: "text", text: content }])
     : content
   const last = blocks[blocks.length - 1]
@@ -198,7 +246,7 @@ const cachedContent = (
 const messageContent = (
   content: Content,
   where: string
-): Either.Either<string | Array<WireTextBlock | WireImageBlock>, string> =>
+): Either.Either<string | Array<WireInputBlock>, string> =>
   typeof content === "string" ? Either.right(content) : contentBlocks(content, where)
 
 const parseArguments = (call: ToolCall, where: string): Either.Either<Record<string, unknown>, string> => {

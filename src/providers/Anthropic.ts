@@ -6,7 +6,8 @@
  *
  * - system messages (wherever they are) become the top-level `system` prompt;
  * - text and image parts become content blocks (images from base64 data URLs of jpeg, png, gif
- *   or webp, or from http(s) URLs);
+ *   or webp, or from http(s) URLs); file parts become document blocks (PDF as a base64 data URL,
+ *   plain text as a data URL; a `file_id` uploaded to OpenAI is refused);
  * - assistant `tool_calls` become `tool_use` blocks (their JSON `arguments` parsed into `input`;
  *   empty arguments are `{}`); `tool` messages become `tool_result` blocks of a user message,
  *   consecutive ones merged into one message;

@@ -285,6 +285,27 @@ describe("Anthropic.toWireRequest", () => {
     expect(plain.messages).toEqual([{ role: "user", content: "U" }])
   })
 
+  it("maps file parts to document blocks (PDF, plain text), and refuses what Anthropic cannot take", () => {
+    const user = (file: { file_data?: string; file_id?: string; filename?: string }) =>
+      Anthropic.toWireRequest({ model: "m", messages: [{ role: "user", content: [{ type: "file", file }, { type: "text", text: "Summarize" }] }] })
+    expect(right(user({ filename: "r.pdf", file_data: "data:application/pdf;base64,JVBERi0x" })).messages[0].content).toEqual([
+      { type: "document", source: { type: "base64", media_type: "application/pdf", data: "JVBERi0x" }, title: "r.pdf" },
+      { type: "text", text: "Summarize" }
+    ])
+    const first = (r: ReturnType<typeof user>) => (right(r).messages[0].content as ReadonlyArray<unknown>)[0]
+    expect(first(user({ file_data: "data:text/plain;base64,aMOpbGxv" }))).toEqual(
+      { type: "document", source: { type: "text", media_type: "text/plain", data: "héllo" } }
+    )
+    expect(first(user({ file_data: "data:text/plain,a%20b" }))).toEqual(
+      { type: "document", source: { type: "text", media_type: "text/plain", data: "a b" } }
+    )
+    expect(left(user({ file_id: "file-abc" }))).toMatch(/messages\[0\]: file file-abc was uploaded to OpenAI/)
+    expect(left(user({ file_data: "data:application/zip;base64,UEs=" }))).toMatch(/application\/zip is not supported/)
+    expect(left(user({ file_data: "data:application/pdf,raw" }))).toMatch(/base64/)
+    expect(left(user({ file_data: "https://example.com/r.pdf" }))).toMatch(/data URL/)
+    expect(left(user({}))).toMatch(/needs file_data/)
+  })
+
   it("honours response_format: native structured outputs, or an instruction in the system prompt", () => {
     const schema = { type: "object", properties: { answer: { type: "string" } }, required: ["answer"], additionalProperties: false }
     const base: ChatRequest = {

@@ -231,6 +231,20 @@ describe("OpenAiCompatible chat", () => {
       expect(received.body.tools).toEqual([{ type: "function", function: { name: "f" } }])
     }))
 
+  live("passes file parts of user messages through; refuses them elsewhere before sending", () =>
+    Effect.gen(function*() {
+      const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.json(chatReply) })
+      const openai = yield* provider()
+      const file = { type: "file" as const, file: { filename: "r.pdf", file_data: "data:application/pdf;base64,JVBERi0x" } }
+      yield* openai.chat({ model: "gpt-4o", messages: [{ role: "user", content: [file, { type: "text", text: "Summarize" }] }] }, target(server))
+      const refused = yield* Effect.flip(openai.chat({ model: "gpt-4o", messages: [{ role: "system", content: [file] }] }, target(server)))
+      expect(refused._tag).toBe("BadRequest")
+      expect(refused.message).toMatch(/system messages take text parts only, got file/)
+      const received = yield* server.requests
+      expect(received.length).toBe(1)
+      expect(received[0].body.messages[0].content[0]).toEqual(file)
+    }))
+
   live("uses Azure's URL form, api-version and api-key header", () =>
     Effect.gen(function*() {
       const server = yield* Loopback.make({

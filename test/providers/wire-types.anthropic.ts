@@ -20,7 +20,9 @@ const request: ChatRequest = {
       content: [
         { type: "text", text: "What is in these pictures, and what is the weather in Oslo?" },
         { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } },
-        { type: "image_url", image_url: { url: "https://example.com/cat.jpg", detail: "high" } }
+        { type: "image_url", image_url: { url: "https://example.com/cat.jpg", detail: "high" } },
+        { type: "file", file: { filename: "report.pdf", file_data: "data:application/pdf;base64,JVBERi0x" } },
+        { type: "file", file: { filename: "notes.txt", file_data: "data:text/plain;base64,aGk=" } }
       ]
     },
     {

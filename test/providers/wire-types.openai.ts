@@ -49,7 +49,8 @@ const parts: ChatRequest = {
       role: "user",
       content: [
         { type: "text", text: "What is this?" },
-        { type: "image_url", image_url: { url: "https://example.com/cat.png", detail: "low" } }
+        { type: "image_url", image_url: { url: "https://example.com/cat.png", detail: "low" } },
+        { type: "file", file: { filename: "report.pdf", file_data: "data:application/pdf;base64,JVBERi0x" } }
       ]
     },
     { role: "assistant", content: [{ type: "text", text: "A cat." }] },
