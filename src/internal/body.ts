@@ -144,15 +144,11 @@ abstract class SourceReader<E> implements BodyReader<E> {
     return Effect.suspend(() => {
       this.draining = true
       this.drainDeadline = this.clock.unsafeCurrentTimeMillis() + maxMillis
-      let left = maxBytes
-      const loop: Effect.Effect<void, E> = Effect.flatMap(this.read, (bytes) => {
-        if (bytes === undefined) return Effect.void
-        left -= bytes.length
-        if (left > 0) return loop
-        this.finish()
-        return Effect.void
+      // a body longer than the bound, or broken, is released (`finish`) rather than read on
+      return Effect.matchEffect(readToEnd(this.read, maxBytes), {
+        onFailure: () => Effect.sync(() => this.finish()),
+        onSuccess: (ended) => (ended ? Effect.void : Effect.sync(() => this.finish()))
       })
-      return Effect.catchAll(loop, () => Effect.sync(() => this.finish()))
     })
   }
 
@@ -359,16 +355,9 @@ const pullReader = <E>(
         })
       })
       const close = Scope.close(scope, Exit.void)
+      // what is not read by then is aborted by `close`
       const drain = (maxBytes: number, maxMillis: number): Effect.Effect<void> =>
-        Effect.suspend(() => {
-          let left = maxBytes
-          const loop: Effect.Effect<void, E> = Effect.flatMap(read, (bytes) => {
-            if (bytes === undefined) return Effect.void
-            left -= bytes.length
-            return left > 0 ? loop : Effect.void
-          })
-          return Effect.ignore(Effect.timeout(loop, Duration.millis(maxMillis)))
-        })
+        Effect.ignore(Effect.timeout(readToEnd(read, maxBytes), Duration.millis(maxMillis)))
       return {
         read,
         drain,
@@ -378,6 +367,18 @@ const pullReader = <E>(
         }
       }
     }))
+
+/** Reads until the end of the body (`true`) or until `maxBytes` were read (`false`). */
+const readToEnd = <E>(read: Effect.Effect<Uint8Array | undefined, E>, maxBytes: number): Effect.Effect<boolean, E> =>
+  Effect.suspend(() => {
+    let left = maxBytes
+    const loop: Effect.Effect<boolean, E> = Effect.flatMap(read, (bytes) => {
+      if (bytes === undefined) return Effect.succeed(true)
+      left -= bytes.length
+      return left > 0 ? loop : Effect.succeed(false)
+    })
+    return loop
+  })
 
 const millis = (duration: Duration.Duration): number =>
   Duration.isFinite(duration) ? Math.max(0, Duration.toMillis(duration)) : Infinity
