@@ -21,19 +21,20 @@
  *   (`@effect/experimental/Sse`) and every event handed to the synchronous `read(event, out)`,
  *   which pushes values to `out` or returns a typed error, in one step. `firstByteTimeout`
  *   bounds the wait from sending until the first bytes of the body, `idleTimeout` every later
- *   wait for more bytes (kept by one timer per stream, not a race per read). The stream ends after (and including) the
- *   event for which `isEnd` holds; the rest of the body is then read and dropped (up to 64 KB
- *   or 250 ms) so the connection can be reused. A body that ends before such an event is a
- *   `MalformedResponse` ("stream ended before <endName>").
+ *   wait for more bytes (kept by one timer per stream, not a race per read). The stream ends
+ *   after (and including) the event for which `isEnd` holds; the rest of the body is then read
+ *   and dropped (up to 64 KB or 250 ms) so the connection can be reused. A body that ends
+ *   before such an event is a `MalformedResponse` ("stream ended before <endName>").
  * - `parseJson(endpoint, text, what)`, `decoder(schema)`, `isErrorPayload(json)`,
  *   `errorFromPayload(endpoint, raw, status?)`: helpers for reading events and bodies.
  * - `fromHttpClientError(endpoint, error)`, `timeoutError(endpoint, what, duration)`,
  *   `fail(endpoint, tag, message, status?)`: typed errors, scrubbed of secrets.
  *
  * Rate-limit headers of every response (success or failure) go to `endpoint.reportRateLimit`.
- * Interrupting a call aborts the HTTP request (HttpClient does it); leaving a stream early (or
- * a body that goes on too long after its end event) aborts the rest of the body, so the socket
- * is released. Nothing here retries.
+ * Each request runs in a scope of its own (`HttpClient.withScope`): a timeout, an interrupt,
+ * leaving a stream early or a body that goes on too long after its end event closes it, which
+ * aborts the request and releases its socket; a response read to its end is left alone.
+ * Timeouts are timers on the `Clock`, not races. Nothing here retries.
  *
  * @internal
  */
