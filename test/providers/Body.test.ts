@@ -152,13 +152,19 @@ describe.each([
       expect(text).toBe("abc")
     }))
 
+  /** A stream whose body has sent one event and `[DONE]`, but has not ended. */
+  const afterDone = Effect.gen(function*() {
+    const body = controlledBody()
+    const fiber = yield* Effect.fork(Effect.provide(streamWith({}), clientOf(body.stream, hideSource)))
+    yield* settle
+    body.write(event("ok") + done)
+    yield* settle
+    return { body, fiber }
+  })
+
   it.effect("after [DONE] the rest of the body is read to its end, without cancelling it", () =>
     Effect.gen(function*() {
-      const body = controlledBody()
-      const fiber = yield* Effect.fork(Effect.provide(streamWith({}), clientOf(body.stream, hideSource)))
-      yield* settle
-      body.write(event("ok") + done)
-      yield* settle
+      const { body, fiber } = yield* afterDone
       body.end()
       yield* settle
       const { text, error } = yield* Fiber.join(fiber)
@@ -168,11 +174,7 @@ describe.each([
 
   it.effect("a body that goes on after [DONE] is released after 250 ms; the stream still succeeds", () =>
     Effect.gen(function*() {
-      const body = controlledBody()
-      const fiber = yield* Effect.fork(Effect.provide(streamWith({}), clientOf(body.stream, hideSource)))
-      yield* settle
-      body.write(event("ok") + done)
-      yield* settle
+      const { body, fiber } = yield* afterDone
       yield* TestClock.adjust("249 millis")
       yield* settle
       expect(fiber.unsafePoll()).toBeNull()
