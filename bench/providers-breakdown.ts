@@ -55,7 +55,7 @@ import OpenAI from "openai"
 import { type Errors, OpenAiCompatible, type Provider } from "../src/index.js"
 import * as Http from "../src/internal/http.js"
 import { ChatChunk as ChatChunkSchema } from "../src/Provider.js"
-import * as ErrorMapping from "../src/providers/ErrorMapping.js"
+import * as ErrorMapping from "../src/ErrorMapping.js"
 import * as Fixtures from "./providers-fixtures.js"
 
 const QUICK = process.env.BENCH_QUICK === "1"
@@ -271,7 +271,7 @@ const protoStream = (
     const exchange = Effect.flatMap(
       Effect.mapError(client.execute(request), (e) => Http.fromHttpClientError(endpoint, e)),
       (response) => {
-        const info = endpoint.reportRateLimit === undefined ? undefined : ErrorMapping.parseRateLimit(response.headers)
+        const info = endpoint.reportRateLimit === undefined ? undefined : ErrorMapping.parseRateLimit(response.headers, Date.now())
         return info === undefined || endpoint.reportRateLimit === undefined
           ? Effect.succeed(response)
           : Effect.as(endpoint.reportRateLimit(info), response)

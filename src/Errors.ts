@@ -75,6 +75,20 @@ export class ContextWindowExceeded extends Data.TaggedError("ContextWindowExceed
 export class ContentPolicy extends Data.TaggedError("ContentPolicy")<ProviderErrorFields> {}
 
 /**
+ * The account behind the deployment is out of credit or over its spending quota (OpenAI's 429
+ * `insufficient_quota`, a 402 Payment Required, Anthropic's `billing_error` and "credit balance
+ * is too low"). Unlike a rate limit it does not pass by waiting: the deployment is taken out of
+ * rotation for long (`Cooldown` option `longDuration`) and the request goes to another
+ * deployment or group, never back to this one.
+ *
+ * @example
+ * import { Errors } from "effect-llm-router"
+ * new Errors.QuotaExceeded({ provider: "openai", deploymentId: "gpt-a", status: 429, message: "You exceeded your current quota" })
+ * @since 0.1.0
+ */
+export class QuotaExceeded extends Data.TaggedError("QuotaExceeded")<ProviderErrorFields> {}
+
+/**
  * The credentials were refused (401, 403).
  *
  * @example
@@ -138,6 +152,7 @@ export type ProviderError =
   | Timeout
   | ContextWindowExceeded
   | ContentPolicy
+  | QuotaExceeded
   | Authentication
   | ModelNotFound
   | BadRequest
@@ -152,6 +167,7 @@ const providerErrorClasses: {
   Timeout,
   ContextWindowExceeded,
   ContentPolicy,
+  QuotaExceeded,
   Authentication,
   ModelNotFound,
   BadRequest,
@@ -263,48 +279,69 @@ export type FallbackKind = "generic" | "context_window" | "content_policy" | "no
 /**
  * What the router does with an error.
  *
- * - `retryable`: the default retry schedule tries again (on another deployment when there is one)
- * - `cooldown`: `"count"` counts toward the deployment's failure thresholds, `"immediate"` cools
- *   it down at once, `"none"` leaves its health alone (the request was at fault)
+ * - `retry`: `"any"`: retried within the group (at once on another deployment when one is
+ *   available, else on the same one after the retry schedule's backoff); `"elsewhere"`: retried
+ *   only on another deployment of the group, never on the one that failed; `"never"`
+ * - `cooldown`: `"count"`: a transient failure, counted by the breaker's outlier detection (see
+ *   `Cooldown`); `"immediate"`: the deployment is unusable until someone acts (a refused key, an
+ *   unknown model) and leaves rotation at once for the cooldown `duration`; `"long"`: the same for
+ *   `longDuration` (out of credit); `"none"`: the request was at fault, a sign of life
  * - `fallback`: which fallback list applies once the group is exhausted
  *
  * @since 0.1.0
  */
 export interface Classification {
-  readonly retryable: boolean
-  readonly cooldown: "none" | "count" | "immediate"
+  readonly retry: "any" | "elsewhere" | "never"
+  readonly cooldown: "none" | "count" | "immediate" | "long"
   readonly fallback: FallbackKind
 }
 
 /**
  * The classification table: one row per error tag. Retry, cooldown and fallback policies read
- * it; none of them test error types on their own.
+ * it; none of them test error types on their own. A router can override rows with
+ * `Router.layer({ classification })`.
  *
  * @example
  * import { Errors } from "effect-llm-router"
- * Errors.classification.RateLimited // { retryable: true, cooldown: "count", fallback: "generic" }
+ * Errors.classification.RateLimited // { retry: "any", cooldown: "count", fallback: "generic" }
  * @since 0.1.0
  */
-export const classification: { readonly [K in ErrorTag]: Classification } = {
-  RateLimited: { retryable: true, cooldown: "count", fallback: "generic" },
-  Timeout: { retryable: true, cooldown: "count", fallback: "generic" },
-  ServerError: { retryable: true, cooldown: "count", fallback: "generic" },
-  NetworkError: { retryable: true, cooldown: "count", fallback: "generic" },
-  MalformedResponse: { retryable: true, cooldown: "count", fallback: "generic" },
-  Authentication: { retryable: false, cooldown: "immediate", fallback: "generic" },
-  ModelNotFound: { retryable: false, cooldown: "immediate", fallback: "generic" },
-  BadRequest: { retryable: false, cooldown: "none", fallback: "none" },
-  ContextWindowExceeded: { retryable: false, cooldown: "none", fallback: "context_window" },
-  ContentPolicy: { retryable: false, cooldown: "none", fallback: "content_policy" },
-  NoDeploymentAvailable: { retryable: false, cooldown: "none", fallback: "generic" },
-  UnknownGroup: { retryable: false, cooldown: "none", fallback: "none" }
+export const classification: ClassificationTable = {
+  RateLimited: { retry: "any", cooldown: "count", fallback: "generic" },
+  Timeout: { retry: "any", cooldown: "count", fallback: "generic" },
+  ServerError: { retry: "any", cooldown: "count", fallback: "generic" },
+  NetworkError: { retry: "any", cooldown: "count", fallback: "generic" },
+  MalformedResponse: { retry: "any", cooldown: "count", fallback: "generic" },
+  QuotaExceeded: { retry: "elsewhere", cooldown: "long", fallback: "generic" },
+  Authentication: { retry: "elsewhere", cooldown: "immediate", fallback: "generic" },
+  ModelNotFound: { retry: "elsewhere", cooldown: "immediate", fallback: "generic" },
+  BadRequest: { retry: "never", cooldown: "none", fallback: "none" },
+  ContextWindowExceeded: { retry: "never", cooldown: "none", fallback: "context_window" },
+  ContentPolicy: { retry: "never", cooldown: "none", fallback: "content_policy" },
+  NoDeploymentAvailable: { retry: "never", cooldown: "none", fallback: "generic" },
+  UnknownGroup: { retry: "never", cooldown: "none", fallback: "none" }
 }
 
 /**
- * Looks an error up in the {@link classification} table.
+ * A full classification table: a row for every error tag.
+ *
+ * @since 0.1.0
+ */
+export type ClassificationTable = { readonly [K in ErrorTag]: Classification }
+
+/**
+ * Overrides of some rows of the table, each row in part (`{ ServerError: { retry: "never" } }`).
+ *
+ * @since 0.1.0
+ */
+export type ClassificationOverrides = { readonly [K in ErrorTag]?: Partial<Classification> }
+
+/**
+ * Looks an error up in the default {@link classification} table.
  *
  * @example
- * classify(new Timeout({ provider: "p", deploymentId: "d", message: "slow" })).retryable // true
+ * import { Errors } from "effect-llm-router"
+ * Errors.classify(new Errors.Timeout({ provider: "p", deploymentId: "d", message: "slow" })).retry // "any"
  * @since 0.1.0
  */
 export const classify = (error: RouterError): Classification => classification[error._tag]

@@ -489,6 +489,10 @@ export interface RateLimitInfo {
   readonly remainingTokens: number | undefined
   readonly limitRequests: number | undefined
   readonly limitTokens: number | undefined
+  /** Milliseconds until the request window resets, when the upstream says. */
+  readonly resetRequestsMs?: number | undefined
+  /** Milliseconds until the token window resets, when the upstream says. */
+  readonly resetTokensMs?: number | undefined
 }
 
 /**

@@ -13,7 +13,7 @@ export * as CostMeter from "./CostMeter.js"
 /** @since 0.1.0 */
 export * as Deployment from "./Deployment.js"
 /** @since 0.1.0 */
-export * as ErrorMapping from "./providers/ErrorMapping.js"
+export * as ErrorMapping from "./ErrorMapping.js"
 /** @since 0.1.0 */
 export * as Errors from "./Errors.js"
 /** @since 0.1.0 */

@@ -16,7 +16,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import type * as Errors from "../Errors.js"
+import * as Errors from "../Errors.js"
 import type {
   CacheControl,
   ChatChunk,
@@ -34,7 +34,7 @@ import type {
   ToolCallDelta,
   Usage
 } from "../Provider.js"
-import * as ErrorMapping from "../providers/ErrorMapping.js"
+import * as ErrorMapping from "../ErrorMapping.js"
 import * as Http from "./http.js"
 
 // ---------------------------------------------------------------------------
@@ -746,14 +746,13 @@ export const makeChunkMapper = (options: { readonly createdMs: number; readonly 
 
 /**
  * Anthropic's own rules, ahead of the shared table: `overloaded_error` is a server error
- * whatever the status (529, or none mid-stream); `billing_error` (402) means the key cannot be
- * used until someone pays, so the deployment is cooled down like a refused key.
+ * whatever the status (529, or none mid-stream). `billing_error` (402) and the 400 "credit
+ * balance is too low" are `QuotaExceeded` by the shared table.
  * `request_too_large` (413, the 32 MB body limit) stays a bad request (shared table): a model
  * with a larger context window would refuse the same bytes.
  */
 export const rules: ReadonlyArray<ErrorMapping.Rule> = [
   { code: ["overloaded_error"], error: "ServerError" },
-  { code: ["billing_error"], error: "Authentication" },
   ...ErrorMapping.rules
 ]
 
@@ -788,7 +787,7 @@ export const errorFromStreamEvent = (
     { ...context, status, headers: {}, body: failure.body },
     rules
   )
-  return ErrorMapping.makeError(mapped._tag, {
+  return Errors.makeProviderError(mapped._tag, {
     provider: context.provider,
     deploymentId: context.deploymentId,
     status,
@@ -838,7 +837,7 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
     ): Either.Either<{ readonly endpoint: Http.Endpoint; readonly url: string }, Errors.ProviderError> => {
       const apiKey = target.apiKey ?? defaultKey
       if (apiKey === undefined) {
-        return Either.left(ErrorMapping.makeError("Authentication", {
+        return Either.left(Errors.makeProviderError("Authentication", {
           provider: name,
           deploymentId: target.deploymentId,
           message: `${name}: no API key (set the deployment's apiKey, the apiKey option or ANTHROPIC_API_KEY)`
@@ -855,7 +854,7 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
     }
 
     const badRequest = (target: Target, reason: string) =>
-      ErrorMapping.makeError("BadRequest", {
+      Errors.makeProviderError("BadRequest", {
         provider: name,
         deploymentId: target.deploymentId,
         message: `${name}: ${reason}`

@@ -408,6 +408,8 @@ const tagForStatus = (status: number): ErrorTag =>
     ? "Authentication"
     : status === 404
     ? "ModelNotFound"
+    : status === 402
+    ? "QuotaExceeded"
     : status >= 500
     ? "ServerError"
     : status >= 400
@@ -419,6 +421,7 @@ const defaultStatus: { readonly [K in ErrorTag]: number | undefined } = {
   Timeout: undefined,
   ContextWindowExceeded: 400,
   ContentPolicy: 400,
+  QuotaExceeded: 429,
   Authentication: 401,
   ModelNotFound: 404,
   BadRequest: 400,
@@ -432,6 +435,7 @@ const defaultMessage: { readonly [K in ErrorTag]: string } = {
   Timeout: "request timed out",
   ContextWindowExceeded: "maximum context length exceeded",
   ContentPolicy: "the content was filtered by the content policy",
+  QuotaExceeded: "you exceeded your current quota",
   Authentication: "invalid api key",
   ModelNotFound: "the model does not exist",
   BadRequest: "bad request",

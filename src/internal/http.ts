@@ -58,9 +58,9 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type * as Errors from "../Errors.js"
+import * as Errors from "../Errors.js"
 import type { RateLimitInfo, Target } from "../Provider.js"
-import * as ErrorMapping from "../providers/ErrorMapping.js"
+import * as ErrorMapping from "../ErrorMapping.js"
 import * as Body from "./body.js"
 
 type ProviderError = Errors.ProviderError
@@ -165,7 +165,7 @@ export const fail = (
   status?: number | undefined,
   retryAfter?: Duration.Duration | undefined
 ): ProviderError =>
-  ErrorMapping.makeError(tag, {
+  Errors.makeProviderError(tag, {
     provider: endpoint.provider,
     deploymentId: endpoint.deploymentId,
     message: scrub(endpoint, message),
@@ -425,9 +425,13 @@ const execute = (
       : Effect.locally(run, Headers.currentRedactedNames, [...names, ...endpoint.secretNames])
   })
 
-const reportRateLimit = (endpoint: Endpoint, response: HttpClientResponse.HttpClientResponse): Effect.Effect<void> => {
+const reportRateLimit = (
+  endpoint: Endpoint,
+  response: HttpClientResponse.HttpClientResponse,
+  clock: Clock.Clock
+): Effect.Effect<void> => {
   if (endpoint.reportRateLimit === undefined) return Effect.void
-  const info = ErrorMapping.parseRateLimit(response.headers)
+  const info = ErrorMapping.parseRateLimit(response.headers, clock.unsafeCurrentTimeMillis())
   return info === undefined ? Effect.void : endpoint.reportRateLimit(info)
 }
 
@@ -556,7 +560,7 @@ export const postJson = <A>(
   if (Either.isLeft(request)) return Effect.fail(request.left)
   const exchange = (flight: Flight) => Effect.flatMap(execute(client, endpoint, request.right, flight), (response) =>
     Effect.zipRight(
-      reportRateLimit(endpoint, response),
+      reportRateLimit(endpoint, response, flight.clock),
       !isOk(response.status)
         ? failedResponse(endpoint, response)
         : Effect.flatMap(
@@ -631,7 +635,7 @@ export const postSse = <A>(
     const exchange = (flight: Flight) =>
       Effect.flatMap(execute(client, endpoint, request.right, flight), (response) =>
         Effect.zipRight(
-          reportRateLimit(endpoint, response),
+          reportRateLimit(endpoint, response, flight.clock),
           !isOk(response.status)
             ? failedResponse(endpoint, response)
             : isJson(response)

@@ -44,15 +44,16 @@ export const byError = (
 export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig> =>
   Effect.map(validate(input), (options) => {
     const retries = options.retries ?? 2
-    const maxDelay = options.maxDelay ?? Duration.seconds(30)
-    const backoff = Schedule.exponential(options.base ?? Duration.millis(100), options.factor ?? 2).pipe(
+    const maxDelay = options.maxDelay ?? Duration.seconds(8)
+    // As the official OpenAI and Anthropic clients: 0.5 s doubling, jittered, capped at 8 s.
+    const backoff = Schedule.exponential(options.base ?? Duration.millis(500), options.factor ?? 2).pipe(
       Schedule.jittered,
       Schedule.modifyDelay((_, delay) => Duration.min(delay, maxDelay))
     )
-    const retryOn: ReadonlySet<string> = new Set(options.retryOn ?? errorTags.filter((tag) => classification[tag].retryable))
-    // One backoff sequence for the whole request: kinds share the retry count.
-    const schedule = Schedule.intersect(backoff, Schedule.recurs(retries)).pipe(
-      Schedule.whileInput((error: RouterError) => retryOn.has(error._tag))
-    )
-    return { schedule }
+    // One backoff sequence for the whole request: kinds share the retry count. Which kinds are
+    // retried at all is the router's classification; `retryOn` narrows it further.
+    const counted = Schedule.intersect(backoff, Schedule.recurs(retries)) as Schedule.Schedule<unknown, RouterError>
+    if (options.retryOn === undefined) return { schedule: counted }
+    const retryOn: ReadonlySet<string> = new Set(options.retryOn)
+    return { schedule: Schedule.whileInput(counted, (error: RouterError) => retryOn.has(error._tag)) }
   })

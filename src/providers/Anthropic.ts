@@ -71,7 +71,7 @@ import type * as Redacted from "effect/Redacted"
 import * as internal from "../internal/anthropic.js"
 import type * as Errors from "../Errors.js"
 import type { ChatChunk, ChatRequest, ChatResponse, FinishReason, Provider, Usage as ChatUsage } from "../Provider.js"
-import type * as ErrorMapping from "./ErrorMapping.js"
+import type * as ErrorMapping from "../ErrorMapping.js"
 
 /**
  * Options of {@link make}. Every one is optional.
@@ -317,8 +317,8 @@ export interface Usage extends ChatUsage {
 
 /**
  * Anthropic's error rules, ahead of the shared `ErrorMapping.rules`: `overloaded_error` →
- * `ServerError` at any status, `billing_error` → `Authentication` (the key cannot be used until
- * someone pays: the deployment cools down), `request_too_large` → `ContextWindowExceeded`.
+ * `ServerError` at any status; `billing_error` and "credit balance is too low" become
+ * `QuotaExceeded` (shared table): the deployment leaves rotation for long.
  *
  * @example
  * import { ErrorMapping } from "effect-llm-router"

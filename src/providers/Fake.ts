@@ -187,8 +187,9 @@ export type Latency =
 
 /**
  * One failure, in full. Give `status` (mapped to its error: 429 `RateLimited`, 408 `Timeout`,
- * 401/403 `Authentication`, 404 `ModelNotFound`, 5xx `ServerError`, other 4xx `BadRequest`) or
- * `tag` (with an optional `status`). `latency` replaces the call's latency when it fails.
+ * 401/403 `Authentication`, 402 `QuotaExceeded`, 404 `ModelNotFound`, 5xx `ServerError`, other
+ * 4xx `BadRequest`) or `tag` (with an optional `status`). `latency` replaces the call's latency
+ * when it fails.
  *
  * @example
  * const limited: FailureSpec = { status: 429, retryAfter: "2 seconds", message: "slow down" }

@@ -5,7 +5,7 @@ import * as util from "node:util"
 import type * as Errors from "../../src/Errors.js"
 import type { ChatChunk, ChatRequest, RateLimitInfo, Target } from "../../src/Provider.js"
 import * as Anthropic from "../../src/providers/Anthropic.js"
-import * as ErrorMapping from "../../src/providers/ErrorMapping.js"
+import * as ErrorMapping from "../../src/ErrorMapping.js"
 import * as Loopback from "../support/loopback.js"
 
 const KEY = "sk-ant-api03-SECRET-key-0123456789"

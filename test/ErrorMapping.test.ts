@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration } from "effect"
-import * as ErrorMapping from "../../src/providers/ErrorMapping.js"
+import * as ErrorMapping from "../src/ErrorMapping.js"
 
 const now = Date.parse("2026-11-25T12:00:00Z")
 const map = (status: number, body: unknown, headers: Record<string, string> = {}) =>
@@ -17,7 +17,7 @@ const ms = (d: Duration.Duration | undefined) => (d === undefined ? undefined : 
 describe("ErrorMapping.fromResponse", () => {
   it("maps statuses to tags", () => {
     const cases: Array<[number, string]> = [
-      [401, "Authentication"], [402, "Authentication"], [403, "Authentication"], [413, "BadRequest"], [404, "ModelNotFound"], [408, "Timeout"],
+      [401, "Authentication"], [402, "QuotaExceeded"], [403, "Authentication"], [413, "BadRequest"], [404, "ModelNotFound"], [408, "Timeout"],
       [409, "ServerError"], [429, "RateLimited"], [500, "ServerError"], [502, "ServerError"],
       [503, "ServerError"], [529, "ServerError"], [400, "BadRequest"], [422, "BadRequest"], [302, "MalformedResponse"]
     ]
@@ -40,6 +40,43 @@ describe("ErrorMapping.fromResponse", () => {
     ).toBe("ContextWindowExceeded")
     expect(map(400, { object: "error", message: "This model's maximum context length is 4096 tokens", type: "BadRequestError" })._tag)
       .toBe("ContextWindowExceeded")
+  })
+
+  it("recognises out-of-credit errors as QuotaExceeded, not as a rate limit or a bad request (OpenAI, Anthropic, 402)", () => {
+    // OpenAI documents this 429 as not retryable: the account is out of credit.
+    const openai = map(429, {
+      error: {
+        message: "You exceeded your current quota, please check your plan and billing details.",
+        type: "insufficient_quota",
+        param: null,
+        code: "insufficient_quota"
+      }
+    }, { "x-ratelimit-reset-requests": "1s" })
+    expect(openai._tag).toBe("QuotaExceeded")
+    expect(openai.status).toBe(429)
+    expect(map(402, { type: "error", error: { type: "billing_error", message: "Payment required" } })._tag).toBe("QuotaExceeded")
+    expect(
+      map(400, {
+        type: "error",
+        error: {
+          type: "invalid_request_error",
+          message: "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."
+        }
+      })._tag
+    ).toBe("QuotaExceeded")
+    expect(map(402, { error: { message: "Insufficient credits" } })._tag).toBe("QuotaExceeded")
+    // rate limits stay rate limits
+    expect(map(429, { error: { message: "Rate limit reached for gpt-4o on tokens per min (TPM)", code: "rate_limit_exceeded" } })._tag)
+      .toBe("RateLimited")
+    expect(map(429, { error: { message: "Requests have exceeded token rate limit of your current OpenAI S0 pricing tier" } })._tag)
+      .toBe("RateLimited")
+  })
+
+  it("reads rate-limit reset headers as a retry-after only on a 429", () => {
+    const headers = { "x-ratelimit-reset-requests": "2s" }
+    expect(ms(map(429, { error: { message: "slow down" } }, headers).retryAfter)).toBe(2000)
+    expect(map(500, { error: { message: "boom" } }, headers).retryAfter).toBeUndefined()
+    expect(ms(map(503, { error: { message: "busy" } }, { "retry-after": "3" }).retryAfter)).toBe(3000)
   })
 
   it("recognises content-policy errors (OpenAI, Azure)", () => {
@@ -90,13 +127,23 @@ describe("ErrorMapping headers", () => {
   })
 
   it("reads rate-limit headroom from OpenAI and Anthropic headers", () => {
-    expect(ErrorMapping.parseRateLimit({ "x-ratelimit-remaining-requests": "59", "x-ratelimit-limit-tokens": "1000" })).toEqual({
+    expect(ErrorMapping.parseRateLimit({ "x-ratelimit-remaining-requests": "59", "x-ratelimit-limit-tokens": "1000" }, now)).toEqual({
       remainingRequests: 59,
       remainingTokens: undefined,
       limitRequests: undefined,
-      limitTokens: 1000
+      limitTokens: 1000,
+      resetRequestsMs: undefined,
+      resetTokensMs: undefined
     })
-    expect(ErrorMapping.parseRateLimit({ "anthropic-ratelimit-tokens-remaining": "7" })?.remainingTokens).toBe(7)
-    expect(ErrorMapping.parseRateLimit({ "content-type": "application/json" })).toBeUndefined()
+    expect(ErrorMapping.parseRateLimit({ "anthropic-ratelimit-tokens-remaining": "7" }, now)?.remainingTokens).toBe(7)
+    expect(ErrorMapping.parseRateLimit({ "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s" }, now)?.resetRequestsMs)
+      .toBe(360_000)
+    expect(
+      ErrorMapping.parseRateLimit({
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2026-11-25T12:00:30Z"
+      }, now)?.resetRequestsMs
+    ).toBe(30_000)
+    expect(ErrorMapping.parseRateLimit({ "content-type": "application/json" }, now)).toBeUndefined()
   })
 })

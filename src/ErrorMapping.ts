@@ -7,8 +7,8 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
-import * as Errors from "../Errors.js"
-import type { RateLimitInfo } from "../Provider.js"
+import * as Errors from "./Errors.js"
+import type { RateLimitInfo } from "./Provider.js"
 
 /**
  * What an upstream answered with, as the mapping sees it.
@@ -41,6 +41,8 @@ export interface Rule {
   readonly error: Errors.ProviderError["_tag"]
 }
 
+const quotaCodes = ["insufficient_quota", "billing_error", "billing_hard_limit_reached", "insufficient_balance"]
+const quotaMessage = /exceeded your current quota|credit balance is too low|insufficient (credits?|balance|funds)|billing hard limit/i
 const contextWindowCodes = ["context_length_exceeded", "string_above_max_length", "context_window_exceeded"]
 const contextWindowMessage =
   /maximum context length|context (window|length)|too many tokens|prompt is too long|input is too long|exceeds? the (model's )?(maximum|max)|reduce the length of the messages/i
@@ -48,9 +50,9 @@ const contentPolicyCodes = ["content_filter", "content_policy_violation", "conte
 const contentPolicyMessage = /content (management )?policy|content filter|safety system|flagged by|violat(es|ing) (our|the) (usage|content) polic/i
 
 /**
- * The table, first match wins. Context-window and content-policy failures are recognised from
- * the documented error codes first, then from the messages OpenAI, Azure OpenAI, Anthropic,
- * vLLM and llama.cpp servers are known to send.
+ * The table, first match wins. Quota, context-window and content-policy failures are
+ * recognised from the documented error codes first, then from the messages OpenAI, Azure
+ * OpenAI, Anthropic, vLLM and llama.cpp servers are known to send.
  *
  * @example
  * import { ErrorMapping } from "effect-llm-router"
@@ -58,6 +60,12 @@ const contentPolicyMessage = /content (management )?policy|content filter|safety
  * @since 0.1.0
  */
 export const rules: ReadonlyArray<Rule> = [
+  // Out of credit or over a spending quota (OpenAI's 429 insufficient_quota, Anthropic's
+  // billing_error and its 400 "credit balance is too low", 402 Payment Required): waiting
+  // does not help, unlike a rate limit.
+  { code: quotaCodes, error: "QuotaExceeded" },
+  { status: 402, error: "QuotaExceeded" },
+  { status: [400, 429], message: quotaMessage, error: "QuotaExceeded" },
   // Payload too large in bytes (Anthropic's request_too_large): a larger context will not help.
   { status: 413, error: "BadRequest" },
   { status: [400, 499], code: contextWindowCodes, error: "ContextWindowExceeded" },
@@ -65,8 +73,6 @@ export const rules: ReadonlyArray<Rule> = [
   { status: [400, 422], message: contextWindowMessage, error: "ContextWindowExceeded" },
   { status: [400, 422], message: contentPolicyMessage, error: "ContentPolicy" },
   { status: 401, error: "Authentication" },
-  // Out of credit (Anthropic's billing_error): like a refused key, the deployment is unusable until someone acts.
-  { status: 402, error: "Authentication" },
   { status: 403, error: "Authentication" },
   { status: 404, error: "ModelNotFound" },
   { status: 408, error: "Timeout" },
@@ -76,17 +82,6 @@ export const rules: ReadonlyArray<Rule> = [
   { status: [500, 599], error: "ServerError" },
   { status: [400, 499], error: "BadRequest" }
 ]
-
-/**
- * Builds a provider error by tag (the same as `Errors.makeProviderError`).
- *
- * @example
- * import { ErrorMapping } from "effect-llm-router"
- * ErrorMapping.makeError("NetworkError", { provider: "openai", deploymentId: "a", message: "ECONNRESET" })
- * @since 0.1.0
- */
-export const makeError: (tag: Errors.ProviderError["_tag"], fields: Errors.ProviderErrorFields) => Errors.ProviderError =
-  Errors.makeProviderError
 
 const MAX_MESSAGE = 500
 
@@ -154,8 +149,9 @@ export const fromResponse = (failure: HttpFailure, table: ReadonlyArray<Rule> = 
   const { codes, message } = parseBody(failure.body)
   const rule = table.find((r) => matches(r, failure.status, codes, message))
   const tag = rule?.error ?? "MalformedResponse"
-  const retryAfter = parseRetryAfter(failure.headers, failure.now)
-  return makeError(tag, {
+  // Rate-limit reset headers come on every response; only on a 429 do they say when to come back.
+  const retryAfter = parseRetryAfter(failure.headers, failure.now, failure.status === 429)
+  return Errors.makeProviderError(tag, {
     provider: failure.provider,
     deploymentId: failure.deploymentId,
     status: failure.status,
@@ -197,8 +193,8 @@ const parseDate = (text: string, now: number): number | undefined => {
 
 /**
  * How long the upstream asked us to wait, from (in order) `retry-after-ms`, `retry-after`
- * (seconds or an HTTP date), OpenAI's `x-ratelimit-reset-requests` / `-tokens` and Anthropic's
- * `anthropic-ratelimit-*-reset` (RFC 3339). Takes the longest of the reset headers.
+ * (seconds or an HTTP date), then, unless `resets` is false, OpenAI's `x-ratelimit-reset-requests`
+ * / `-tokens` and Anthropic's `anthropic-ratelimit-*-reset` (RFC 3339), the longest of them.
  *
  * @example
  * import { ErrorMapping } from "effect-llm-router"
@@ -207,7 +203,8 @@ const parseDate = (text: string, now: number): number | undefined => {
  */
 export const parseRetryAfter = (
   headers: Readonly<Record<string, string | undefined>>,
-  now: number
+  now: number,
+  resets = true
 ): Duration.Duration | undefined => {
   const ms = headers["retry-after-ms"]
   if (ms !== undefined) {
@@ -219,6 +216,7 @@ export const parseRetryAfter = (
     const value = parseSeconds(after) ?? parseDate(after, now)
     if (value !== undefined) return Duration.millis(value)
   }
+  if (!resets) return undefined
   let longest: number | undefined
   const consider = (value: number | undefined) => {
     if (value !== undefined && (longest === undefined || value > longest)) longest = value
@@ -247,23 +245,41 @@ const numberHeader = (headers: Readonly<Record<string, string | undefined>>, nam
 
 /**
  * The upstream's rate-limit view from a response's headers (OpenAI's `x-ratelimit-*`,
- * Anthropic's `anthropic-ratelimit-*`), or `undefined` when it sent none.
+ * Anthropic's `anthropic-ratelimit-*`), or `undefined` when it sent none. `now` (epoch ms)
+ * turns Anthropic's reset timestamps into durations.
  *
  * @example
  * import { ErrorMapping } from "effect-llm-router"
- * ErrorMapping.parseRateLimit({ "x-ratelimit-remaining-requests": "59", "x-ratelimit-limit-requests": "60" })
+ * ErrorMapping.parseRateLimit({ "x-ratelimit-remaining-requests": "59", "x-ratelimit-limit-requests": "60" }, Date.now())
  * // { remainingRequests: 59, limitRequests: 60, ... }
  * @since 0.1.0
  */
-export const parseRateLimit = (headers: Readonly<Record<string, string | undefined>>): RateLimitInfo | undefined => {
+export const parseRateLimit = (
+  headers: Readonly<Record<string, string | undefined>>,
+  now: number
+): RateLimitInfo | undefined => {
   const info: RateLimitInfo = {
     remainingRequests: numberHeader(headers, ["x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining"]),
     remainingTokens: numberHeader(headers, ["x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining"]),
     limitRequests: numberHeader(headers, ["x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit"]),
-    limitTokens: numberHeader(headers, ["x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit"])
+    limitTokens: numberHeader(headers, ["x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit"]),
+    resetRequestsMs: resetHeader(headers, "x-ratelimit-reset-requests", "anthropic-ratelimit-requests-reset", now),
+    resetTokensMs: resetHeader(headers, "x-ratelimit-reset-tokens", "anthropic-ratelimit-tokens-reset", now)
   }
   return info.remainingRequests === undefined && info.remainingTokens === undefined &&
       info.limitRequests === undefined && info.limitTokens === undefined
     ? undefined
     : info
+}
+
+const resetHeader = (
+  headers: Readonly<Record<string, string | undefined>>,
+  openai: string,
+  anthropic: string,
+  now: number
+): number | undefined => {
+  const relative = headers[openai]
+  if (relative !== undefined) return parseGoDuration(relative) ?? parseSeconds(relative)
+  const absolute = headers[anthropic]
+  return absolute === undefined ? undefined : parseDate(absolute, now)
 }
