@@ -34,11 +34,14 @@ const ApiKey = Schema.Union(Schema.RedactedFromSelf(Schema.String), Schema.Redac
  * - `model`: the upstream model id
  * - `apiKey`: a string or a `Redacted` string; kept `Redacted` from here on
  * - `weight`: share of traffic under the default selector (else `rpm`, else `tpm`, else uniform)
- * - `rpm`, `tpm`: the upstream's limits (weights for now; enforcement arrives later)
+ * - `rpm`, `tpm`: the upstream's limits. For now they only weigh the default selector; they
+ *   are not enforced yet (the routing-strategies work enforces them)
  * - `maxConcurrent`: in-flight calls allowed at once (enforced)
  * - `tags`: requests with `metadata.tags` only go to deployments carrying all of them
  * - `pricing`: dollars per token; else the built-in table by model; else cost is 0
- * - `contextWindow`: the model's context window in tokens
+ * - `contextWindow`: the model's context window in tokens. Recorded only: nothing filters on it
+ *   yet (a context-window pre-call filter is planned); a prompt that does not fit is caught by
+ *   the upstream's error and the context-window fallbacks
  * - `timeout`: per call; the router's default when absent
  *
  * @example
