@@ -65,13 +65,14 @@ const program = Effect.gen(function*() {
   console.log("1. Load balancing across the 'fast' group (weights 3:1)")
   for (let i = 1; i <= 8; i++) yield* ask(`call ${i}`, "fast", `question ${i}`)
 
-  console.log("\n2. eu-1 goes down: requests fail over to us-1, eu-1 cools down after 3 failures")
+  console.log("\n2. eu-1 goes down: requests fail over to us-1 at once, and eu-1 soon leaves rotation (cooldown)")
   euDown = true
-  for (let i = 9; i <= 14; i++) yield* ask(`call ${i}`, "fast", `question ${i}`)
+  for (let i = 9; i <= 18; i++) yield* ask(`call ${i}`, "fast", `question ${i}`)
 
-  console.log("\n3. us-1 goes down too: the 'fast' group is exhausted, requests fall back to 'smart'")
+  console.log("\n3. us-1 goes down too: it is the last one left, so it stays in rotation; once its retries")
+  console.log("   are spent the 'fast' group is exhausted and requests fall back to 'smart'")
   usDown = true
-  for (let i = 15; i <= 16; i++) yield* ask(`call ${i}`, "fast", `question ${i}`)
+  for (let i = 19; i <= 20; i++) yield* ask(`call ${i}`, "fast", `question ${i}`)
 
   console.log("\n4. Errors are typed values, not exceptions")
   const failed = yield* Effect.either(Router.chat({ model: "gpt-9", messages: [{ role: "user", content: "hi" }] }))

@@ -194,11 +194,13 @@ export const makeProviderError = (tag: ProviderError["_tag"], fields: ProviderEr
  * - `cooling_down`: every deployment is cooling down; `retryAfter` says when the first returns
  * - `over_limits`: every deployment is at its concurrency limit
  * - `none_fits`: no deployment carries the request's tags
- * - `excluded`: every remaining deployment already failed this request
+ *
+ * A request that runs out of deployments after upstream failures ends with the last upstream
+ * error instead (with every attempt), not with this error.
  *
  * @since 0.1.0
  */
-export type UnavailableReason = "cooling_down" | "over_limits" | "none_fits" | "excluded"
+export type UnavailableReason = "cooling_down" | "over_limits" | "none_fits"
 
 /**
  * No deployment of the group could take the request right now.

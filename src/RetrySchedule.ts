@@ -1,10 +1,18 @@
 /**
- * Whether and when a failed attempt is tried again, by error kind, as Effect `Schedule`s.
+ * Whether and when a failed attempt is tried again, as Effect `Schedule`s fed with each
+ * attempt's error.
  *
- * The router adds two things on top of any schedule: a retry goes to another deployment of the
- * group than the one that just failed when the group has one, and when it can only go back to
- * the same deployment it waits at least the retry-after that deployment asked for (on every
- * attempt, not only the first).
+ * Which errors are retried at all is the router's classification (`Errors.classification`,
+ * overridable with `Router.layer({ classification })`): `"any"` kinds, and `"elsewhere"` kinds
+ * when another deployment of the group can take the retry. The schedule decides how many
+ * retries and the backoff. Around it, the router:
+ *
+ * - sends a retry at once to another deployment of the group when one is available (the
+ *   backoff is for going back to the same deployment);
+ * - never sends a request back to a deployment before the time it was given: when the retry can
+ *   only go back (or the whole group is cooling down), it waits the longer of the backoff and
+ *   the time until the first deployment returns, unless that is more than `maxWait`, in which
+ *   case the group is given up and fallbacks take over.
  *
  * @since 0.1.0
  */
@@ -23,6 +31,12 @@ import * as internal from "./internal/retry.js"
  */
 export interface Service {
   readonly schedule: Schedule.Schedule<unknown, RouterError>
+  /**
+   * The longest a retry waits for a deployment of the group to come back (a retry-after, a
+   * cooldown) before the group is given up. Default 60 seconds, as the official OpenAI client
+   * bounds a retry-after.
+   */
+  readonly maxWait?: Duration.Duration | undefined
 }
 
 /**
@@ -39,10 +53,13 @@ export class RetrySchedule extends Context.Tag("effect-llm-router/RetrySchedule"
  * Options of the default policy.
  *
  * - `retries`: most retries per group (attempts = retries + 1). Default 2.
- * - `base`, `factor`: exponential backoff, jittered. Defaults 100 ms and 2.
- * - `maxDelay`: cap on one backoff delay (retry-after may ask for more). Default 30 seconds.
- * - `retryOn`: the error tags retried. Default: those `Errors.classification` marks retryable
- *   (rate limited, server, timeout, network, malformed response).
+ * - `base`, `factor`: exponential backoff, jittered. Defaults 500 ms and 2 (as the official
+ *   OpenAI and Anthropic clients).
+ * - `maxDelay`: cap on one backoff delay (a retry-after may ask for more). Default 8 seconds.
+ * - `maxWait`: see {@link Service}. Default 60 seconds.
+ * - `retryOn`: narrows the retried kinds to these tags. Default: every kind the classification
+ *   retries (rate limited, server, timeout, network, malformed response; quota, authentication
+ *   and model not found on another deployment only).
  *
  * @since 0.1.0
  */
@@ -51,6 +68,7 @@ export interface Options {
   readonly base?: Duration.DurationInput
   readonly factor?: number
   readonly maxDelay?: Duration.DurationInput
+  readonly maxWait?: Duration.DurationInput
   readonly retryOn?: ReadonlyArray<ErrorTag>
 }
 
@@ -84,8 +102,9 @@ export const byError = (
 export const make: (options?: Options) => import("effect/Effect").Effect<Service, InvalidConfig> = internal.make
 
 /**
- * The default policy: up to `retries` (2) retries with jittered exponential backoff for the
- * retryable kinds; none for bad request, authentication, context window or content policy.
+ * The default policy: up to `retries` (2) retries, jittered exponential backoff from 500 ms,
+ * for the kinds the classification retries; none for bad request, context window or content
+ * policy.
  *
  * @example
  * import { RetrySchedule } from "effect-llm-router"

@@ -12,7 +12,7 @@ import * as Stream from "effect/Stream"
 import * as Cooldown from "./Cooldown.js"
 import * as CostMeter from "./CostMeter.js"
 import type { Deployment, DeploymentConfig } from "./Deployment.js"
-import type { Attempt, InvalidConfig, RouterError } from "./Errors.js"
+import type { Attempt, ClassificationOverrides, InvalidConfig, RouterError } from "./Errors.js"
 import * as Fallback from "./Fallback.js"
 import * as internal from "./internal/router.js"
 import type { ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Provider, Usage } from "./Provider.js"
@@ -97,13 +97,28 @@ export class Router extends Context.Tag("effect-llm-router/Router")<Router, Serv
  * - `providers`: providers that deployments name by string
  * - `timeout`: per attempt (for streams: until the first chunk), when a deployment sets none.
  *   Default 10 minutes
+ * - `classification`: rows of `Errors.classification` to override for this router, each in
+ *   part: whether an error kind is retried (`retry`), how it counts against a deployment
+ *   (`cooldown`) and which fallback list it takes (`fallback`). To change which kind an upstream
+ *   answer maps to (say, a 409 that should not be retried), give the provider `errorRules`
  *
+ * @example
+ * import { Router } from "effect-llm-router"
+ * import { FakeProvider } from "effect-llm-router/testing"
+ *
+ * const config: Router.Config = {
+ *   deployments: [{ group: "fast", provider: FakeProvider.unsafeMake(), model: "m" }],
+ *   timeout: "30 seconds",
+ *   // timeouts here are never worth a retry, and do not count against a deployment
+ *   classification: { Timeout: { retry: "never", cooldown: "none" } }
+ * }
  * @since 0.1.0
  */
 export interface Config {
   readonly deployments: ReadonlyArray<DeploymentConfig>
   readonly providers?: Readonly<Record<string, Provider>>
   readonly timeout?: Duration.DurationInput
+  readonly classification?: ClassificationOverrides
 }
 
 /**
@@ -164,9 +179,41 @@ export const layer = (
 > => Layer.effect(Router, make(config))
 
 /**
- * LiteLLM-like defaults for every routing service: weighted random selection, 2 jittered
- * exponential retries for transient errors, the default cooldown, no fallbacks, the built-in
- * price table, in-memory state.
+ * LiteLLM-like routing policies over the `RouterState` store in context: weighted random
+ * selection, 2 retries (at once on another deployment, else jittered backoff from 500 ms), the
+ * default breaker, no fallbacks, the built-in price table. Provide your own store after it to
+ * share state (the breaker's circuits and the spend live in the store).
+ *
+ * @example
+ * import { Layer } from "effect"
+ * import { Router, RouterState } from "effect-llm-router"
+ * declare const config: Router.Config
+ * const RouterLive = Router.layer(config).pipe(
+ *   Layer.provide(Router.policies),
+ *   Layer.provideMerge(RouterState.memory({ window: "2 minutes" })) // or any other store
+ * )
+ * @since 0.1.0
+ */
+export const policies: Layer.Layer<
+  | Selector.Selector
+  | RetrySchedule.RetrySchedule
+  | Cooldown.Cooldown
+  | Fallback.Fallback
+  | CostMeter.CostMeter,
+  InvalidConfig,
+  RouterState.RouterState
+> = Layer.mergeAll(
+  Selector.weighted,
+  RetrySchedule.layer(),
+  Fallback.none,
+  Cooldown.layer(),
+  CostMeter.layer()
+)
+
+/**
+ * {@link policies} over an in-memory store of their own: every routing service, ready to use.
+ * To use another store, provide `Router.policies` and that store instead: the router refuses
+ * (with `InvalidConfig`) to run with a store other than the one its policies write to.
  *
  * @example
  * import { Layer } from "effect"
@@ -183,13 +230,7 @@ export const defaults: Layer.Layer<
   | CostMeter.CostMeter
   | RouterState.RouterState,
   InvalidConfig
-> = Layer.mergeAll(
-  Selector.weighted,
-  RetrySchedule.layer(),
-  Fallback.none,
-  Cooldown.layer(),
-  CostMeter.layer()
-).pipe(Layer.provideMerge(RouterState.memory()))
+> = policies.pipe(Layer.provideMerge(RouterState.memory()))
 
 /**
  * Routes a chat request through the router in context.

@@ -28,10 +28,12 @@ export interface DeploymentStats {
   readonly requests: number
   /** Tokens used in the window (what tpm limits count). */
   readonly tokens: number
-  /** Calls finished in the window. */
+  /** Calls finished in the window (successes and failures; holds are not counted). */
   readonly completed: number
   /** Calls failed in the window. */
   readonly failures: number
+  /** Failures in a row, whatever their time, since the last success (or reset). */
+  readonly consecutiveFailures: number
   /** The deployment's circuit. */
   readonly cooldown: CooldownRecord
   /** The upstream's last reported rate-limit headroom, if its responses carry any. */
@@ -42,6 +44,12 @@ export interface DeploymentStats {
  * A deployment's circuit: `closed` (healthy), `open` until `until` (cooling down), or
  * `probing` (the cooldown ran out and one probe request is deciding).
  *
+ * `reason` says why it was taken out, which decides what counts toward the breaker's cap and
+ * how it comes back: `"failures"` (transient failures: capped per group, back through a probe),
+ * `"unusable"` (a refused key, an unknown model, no credit: not capped, back through a probe),
+ * `"retry_after"` (the upstream said when to come back: not capped, back at that time without
+ * a probe).
+ *
  * @since 0.1.0
  */
 export interface CooldownRecord {
@@ -50,17 +58,32 @@ export interface CooldownRecord {
   readonly until: number
   /** Consecutive cooldowns without a successful probe in between. */
   readonly ejections: number
+  readonly reason: "failures" | "unusable" | "retry_after"
 }
 
 /**
- * The outcome of one finished call.
+ * The outcome of one finished call: `"success"` (or an answer that says the deployment is
+ * alive, such as a bad request), `"failure"` (counts against the deployment), `"ignored"`
+ * (neither: a rate limit with a retry-after, which holds the deployment instead). `latencyMs`
+ * feeds the latency average when given.
  *
  * @since 0.1.0
  */
 export interface Outcome {
-  readonly success: boolean
-  readonly latencyMs: number
+  readonly result: "success" | "failure" | "ignored"
+  readonly latencyMs: number | undefined
   readonly tokens: number
+}
+
+/**
+ * A new circuit for a deployment; `resetOutcomes` also forgets its success/failure window and
+ * its consecutive failures (after an ejection or a recovery).
+ *
+ * @since 0.1.0
+ */
+export interface CircuitChange {
+  readonly record: CooldownRecord
+  readonly resetOutcomes: boolean
 }
 
 /**
@@ -75,18 +98,21 @@ export interface Service {
   readonly acquire: (deployment: Deployment, now: number) => Effect.Effect<boolean>
   /** Gives a slot back. */
   readonly release: (deployment: Deployment) => Effect.Effect<void>
-  /** Records a finished call: latency (successes only), tokens, success or failure. */
+  /** Records a finished call: latency, tokens, success or failure (see {@link Outcome}). */
   readonly recordOutcome: (deployment: Deployment, now: number, outcome: Outcome) => Effect.Effect<void>
   /** Keeps the rate-limit headroom the upstream last reported. */
   readonly recordRateLimit: (deployment: Deployment, info: RateLimitInfo) => Effect.Effect<void>
-  /** Forgets the deployment's success/failure window (after it recovers). */
-  readonly resetOutcomes: (deployment: Deployment) => Effect.Effect<void>
-  /** Reads the deployment's circuit. */
-  readonly cooldown: (deployment: Deployment) => Effect.Effect<CooldownRecord>
-  /** Atomically transforms the deployment's circuit, returning a value computed with it. */
+  /**
+   * Atomically reads the stats of `deployments` (a group, or just one) and changes the circuit
+   * of `deployments[index]`: `f` returns a value and the change, or `undefined` to leave it.
+   * Reading the group and writing in one step is what lets the breaker cap how much of a group
+   * is out at once under concurrent failures.
+   */
   readonly modifyCooldown: <A>(
-    deployment: Deployment,
-    f: (record: CooldownRecord) => readonly [A, CooldownRecord]
+    deployments: ReadonlyArray<Deployment>,
+    index: number,
+    now: number,
+    f: (stats: ReadonlyArray<DeploymentStats>) => readonly [A, CircuitChange | undefined]
   ) => Effect.Effect<A>
   /** Adds `amount` dollars to each key's spend. */
   readonly addSpend: (keys: ReadonlyArray<string>, amount: number) => Effect.Effect<void>

@@ -1,7 +1,8 @@
 /**
  * The selector picks one deployment from the healthy candidates of a group. The router has
  * already removed deployments that are cooling down, at their concurrency limit, lacking the
- * request's tags or already failed by this request.
+ * request's tags, or that this request must not go back to (the one a retry just failed on,
+ * when others remain).
  *
  * @since 0.1.0
  */
@@ -24,13 +25,14 @@ export interface Candidate {
 }
 
 /**
- * What is being routed.
+ * What is being routed. `attempt` counts the attempts this request already made in this group:
+ * 0 for its first pick there, more for a retry's pick.
  *
  * @since 0.1.0
  */
 export type SelectionRequest =
-  | { readonly kind: "chat" | "stream"; readonly group: string; readonly request: ChatRequest }
-  | { readonly kind: "embed"; readonly group: string; readonly request: EmbeddingRequest }
+  | { readonly kind: "chat" | "stream"; readonly group: string; readonly request: ChatRequest; readonly attempt: number }
+  | { readonly kind: "embed"; readonly group: string; readonly request: EmbeddingRequest; readonly attempt: number }
 
 /**
  * A selection policy. `candidates` is never empty; `pick` returns one of them.
@@ -82,7 +84,9 @@ export const make = (
 export const weighted: Layer.Layer<Selector> = Layer.succeed(Selector, { pick: internal.weightedPick })
 
 /**
- * Round robin per group, over the candidates available at each pick.
+ * Round robin per group, over the candidates available at each pick. The turn advances once per
+ * request, on its first pick in the group; a retry's pick takes the current turn without moving
+ * it, so a failing deployment does not get the first attempt of every request.
  *
  * @example
  * import { Selector } from "effect-llm-router"

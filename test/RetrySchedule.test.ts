@@ -7,7 +7,7 @@ import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as TestClock from "effect/TestClock"
-import { Cooldown, Errors, RetrySchedule, Router } from "../src/index.js"
+import { Cooldown, Errors, RetrySchedule, Router, Selector } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
 
 const fields = { provider: "p", deploymentId: "d", message: "boom" }
@@ -23,6 +23,7 @@ const errors: { readonly [K in Errors.ErrorTag]: Errors.RouterError } = {
   ModelNotFound: new Errors.ModelNotFound({ ...fields, status: 404 }),
   ContextWindowExceeded: new Errors.ContextWindowExceeded({ ...fields, status: 400 }),
   ContentPolicy: new Errors.ContentPolicy({ ...fields, status: 400 }),
+  QuotaExceeded: new Errors.QuotaExceeded({ ...fields, status: 429 }),
   NoDeploymentAvailable: new Errors.NoDeploymentAvailable({ group: "g", reason: "cooling_down", message: "none" }),
   UnknownGroup: new Errors.UnknownGroup({ group: "x", knownGroups: ["g"], message: "unknown" })
 }
@@ -56,13 +57,12 @@ const scheduleOf = (layer: Layer.Layer<RetrySchedule.RetrySchedule, Errors.Inval
 const retryable = ["RateLimited", "ServerError", "Timeout", "NetworkError", "MalformedResponse"] as const
 const final = [
   "BadRequest",
-  "Authentication",
   "ContextWindowExceeded",
   "ContentPolicy",
-  "ModelNotFound",
   "NoDeploymentAvailable",
   "UnknownGroup"
 ] as const
+const elsewhere = ["QuotaExceeded", "Authentication", "ModelNotFound"] as const
 
 describe("RetrySchedule.layer (default policy)", () => {
   for (const tag of retryable) {
@@ -73,19 +73,10 @@ describe("RetrySchedule.layer (default policy)", () => {
       }))
   }
 
-  for (const tag of final) {
-    it.effect(`never retries ${tag}`, () =>
-      Effect.gen(function*() {
-        const { attempts } = yield* drive(yield* defaultSchedule, [errors[tag]])
-        expect(attempts).toBe(1)
-      }))
-  }
-
   it.effect("the layer and Router.defaults give the same policy", () =>
     Effect.gen(function*() {
       const fromLayer = yield* scheduleOf(RetrySchedule.layer())
       expect((yield* drive(fromLayer, [errors.ServerError])).attempts).toBe(3)
-      expect((yield* drive(fromLayer, [errors.BadRequest])).attempts).toBe(1)
       const fromDefaults = yield* Effect.provide(RetrySchedule.RetrySchedule, Router.defaults)
       expect((yield* drive(fromDefaults.schedule, [errors.Timeout])).attempts).toBe(3)
     }))
@@ -96,13 +87,7 @@ describe("RetrySchedule.layer (default policy)", () => {
       expect(attempts).toBe(3)
     }))
 
-  it.effect("stops at the first error that is not retried", () =>
-    Effect.gen(function*() {
-      const { attempts } = yield* drive(yield* defaultSchedule, [errors.ServerError, errors.ContentPolicy, errors.ServerError])
-      expect(attempts).toBe(2)
-    }))
-
-  it.effect("backs off exponentially from 100 ms with jitter", () =>
+  it.effect("backs off exponentially from 500 ms with jitter, as the official clients", () =>
     Effect.gen(function*() {
       const firsts = new Set<number>()
       for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
@@ -110,16 +95,26 @@ describe("RetrySchedule.layer (default policy)", () => {
           Effect.withRandom(Random.make(seed))
         )
         expect(delays).toHaveLength(2)
-        // 100 ms then 200 ms, each jittered by ±20%
-        expect(delays[0]).toBeGreaterThanOrEqual(80)
-        expect(delays[0]).toBeLessThanOrEqual(120)
-        expect(delays[1]).toBeGreaterThanOrEqual(160)
-        expect(delays[1]).toBeLessThanOrEqual(240)
+        // 500 ms then 1 s, each jittered by ±20%
+        expect(delays[0]).toBeGreaterThanOrEqual(400)
+        expect(delays[0]).toBeLessThanOrEqual(600)
+        expect(delays[1]).toBeGreaterThanOrEqual(800)
+        expect(delays[1]).toBeLessThanOrEqual(1200)
         expect(delays[1]).toBeGreaterThan(delays[0])
         firsts.add(delays[0])
       }
       // jittered: not the same delay every time
       expect(firsts.size).toBeGreaterThan(1)
+    }))
+
+  it.effect("one delay is capped at 8 seconds by default", () =>
+    Effect.gen(function*() {
+      const schedule = yield* scheduleOf(RetrySchedule.layer({ retries: 7 }))
+      const { delays } = yield* drive(schedule, [errors.ServerError])
+      expect(delays).toHaveLength(7)
+      // 0.5, 1, 2, 4, 8 s (jittered), then capped
+      expect(Math.max(...delays)).toBeCloseTo(8000, 6)
+      for (const d of delays.slice(5)) expect(d).toBeCloseTo(8000, 6)
     }))
 
   it.effect("the delays keep growing with more retries and `factor`", () =>
@@ -155,7 +150,7 @@ describe("RetrySchedule.layer (default policy)", () => {
       expect((yield* drive(none, [errors.RateLimited])).attempts).toBe(1)
     }))
 
-  it.effect("`retryOn` chooses the kinds retried", () =>
+  it.effect("`retryOn` narrows the kinds the schedule continues on", () =>
     Effect.gen(function*() {
       const schedule = yield* scheduleOf(RetrySchedule.layer({ retryOn: ["BadRequest"], base: 0 }))
       expect((yield* drive(schedule, [errors.BadRequest])).attempts).toBe(3)
@@ -248,9 +243,30 @@ describe("RetrySchedule in the router", () => {
 
   const routed = (
     fake: FakeProvider.FakeProvider,
-    retry: Layer.Layer<RetrySchedule.RetrySchedule, Errors.InvalidConfig>
+    retry: Layer.Layer<RetrySchedule.RetrySchedule, Errors.InvalidConfig>,
+    classification?: Errors.ClassificationOverrides
   ) =>
-    Router.layer({ deployments: [{ id: "a", group: "g", provider: fake, model: "m" }] }).pipe(
+    Router.layer({
+      deployments: [{ id: "a", group: "g", provider: fake, model: "m" }],
+      ...(classification === undefined ? {} : { classification })
+    }).pipe(
+      Layer.provide(retry),
+      Layer.provide(Cooldown.disabled),
+      Layer.provideMerge(Router.defaults)
+    )
+
+  /** Always picks "a" when it is a candidate. */
+  const preferA = Selector.make((cs) => Effect.succeed(cs.find((c) => c.deployment.id === "a") ?? cs[0]))
+
+  const routedPair = (
+    fake: FakeProvider.FakeProvider,
+    retry: Layer.Layer<RetrySchedule.RetrySchedule, Errors.InvalidConfig>,
+    selector: Layer.Layer<Selector.Selector> = Selector.roundRobin
+  ) =>
+    Router.layer({
+      deployments: [{ id: "a", group: "g", provider: fake, model: "m" }, { id: "b", group: "g", provider: fake, model: "m" }]
+    }).pipe(
+      Layer.provide(selector),
       Layer.provide(retry),
       Layer.provide(Cooldown.disabled),
       Layer.provideMerge(Router.defaults)
@@ -315,16 +331,16 @@ describe("RetrySchedule in the router", () => {
     )))
   })
 
-  it.effect("backoff is spent between the attempts", () => {
+  it.effect("backoff is spent between the attempts that go back to the same deployment", () => {
     const fake = FakeProvider.unsafeMake({ failure: 503 })
     return Effect.gen(function*() {
       yield* run
       const calls = yield* fake.calls
       const starts = calls.map((c) => c.startedAt)
-      expect(starts[1] - starts[0]).toBeGreaterThanOrEqual(80)
-      expect(starts[1] - starts[0]).toBeLessThanOrEqual(120)
-      expect(starts[2] - starts[1]).toBeGreaterThanOrEqual(160)
-      expect(starts[2] - starts[1]).toBeLessThanOrEqual(240)
+      expect(starts[1] - starts[0]).toBeGreaterThanOrEqual(400)
+      expect(starts[1] - starts[0]).toBeLessThanOrEqual(600)
+      expect(starts[2] - starts[1]).toBeGreaterThanOrEqual(800)
+      expect(starts[2] - starts[1]).toBeLessThanOrEqual(1200)
     }).pipe(Effect.provide(routed(fake, RetrySchedule.layer())), Effect.withRandom(Random.make(3)))
   })
 
@@ -337,5 +353,71 @@ describe("RetrySchedule in the router", () => {
       expect(starts[1] - starts[0]).toBeGreaterThanOrEqual(2000)
       expect(starts[2] - starts[1]).toBeGreaterThanOrEqual(2000)
     }).pipe(Effect.provide(routed(fake, RetrySchedule.layer())))
+  })
+
+  for (const tag of final.filter((t) => t !== "NoDeploymentAvailable" && t !== "UnknownGroup")) {
+    it.effect(`never retries ${tag}, on the same deployment or another`, () => {
+      const fake = FakeProvider.unsafeMake({ failure: tag })
+      return Effect.gen(function*() {
+        yield* run
+        expect(yield* fake.callCount).toBe(1)
+      }).pipe(Effect.provide(routedPair(fake, RetrySchedule.layer())))
+    })
+  }
+
+  for (const tag of elsewhere) {
+    it.effect(`retries ${tag} only on another deployment: once on a pair, never on a single deployment`, () => {
+      const single = FakeProvider.unsafeMake({ failure: tag })
+      const pair = FakeProvider.unsafeMake({ byDeployment: { a: { failure: tag } } })
+      return Effect.gen(function*() {
+        const alone = yield* run.pipe(Effect.provide(routed(single, RetrySchedule.layer())))
+        expect(alone._tag).toBe("Left")
+        expect(yield* single.callCount).toBe(1)
+        const two = yield* run.pipe(Effect.provide(routedPair(pair, RetrySchedule.layer(), preferA)))
+        expect(two._tag).toBe("Right")
+        expect((yield* pair.calls).map((c) => c.deploymentId)).toEqual(["a", "b"])
+      })
+    })
+  }
+
+  it.effect("a retry that can go to another deployment than the one that just failed starts at once", () => {
+    const fake = FakeProvider.unsafeMake({ failure: 503 })
+    return Effect.gen(function*() {
+      yield* run
+      const calls = yield* fake.calls
+      expect(calls.map((c) => c.deploymentId)).toEqual(["a", "b", "a"])
+      expect(calls.map((c) => c.startedAt)).toEqual([0, 0, 0])
+    }).pipe(Effect.provide(routedPair(fake, RetrySchedule.layer(), preferA)))
+  })
+
+  it.effect("the router's classification decides what is retried: overrides per router", () => {
+    const server = FakeProvider.unsafeMake({ failure: 503 })
+    const bad = FakeProvider.unsafeMake({ failure: 400 })
+    return Effect.gen(function*() {
+      yield* run.pipe(Effect.provide(routed(server, RetrySchedule.layer(), { ServerError: { retry: "never" } })))
+      expect(yield* server.callCount).toBe(1)
+      yield* run.pipe(Effect.provide(routed(bad, RetrySchedule.layer(), { BadRequest: { retry: "any" } })))
+      expect(yield* bad.callCount).toBe(3)
+    })
+  })
+
+  it.effect("a bad classification override is refused with InvalidConfig naming its path", () =>
+    Effect.gen(function*() {
+      const fake = FakeProvider.unsafeMake()
+      const build = (classification: unknown) =>
+        Effect.flip(Layer.build(routed(fake, RetrySchedule.layer(), classification as Errors.ClassificationOverrides)).pipe(Effect.scoped))
+      const unknownTag = yield* build({ Teapot: { retry: "never" } })
+      expect(unknownTag.issues.map((i) => i.path)).toEqual(["classification.Teapot"])
+      const badValue = yield* build({ ServerError: { retry: "sometimes" } })
+      expect(badValue.issues.map((i) => i.path)).toEqual(["classification.ServerError.retry"])
+    }))
+
+  it.effect("a wait longer than maxWait gives the group up instead of waiting", () => {
+    const fake = FakeProvider.unsafeMake({ failure: { status: 429, retryAfter: "2 minutes" } })
+    return Effect.gen(function*() {
+      const result = yield* run
+      expect(result._tag === "Left" && result.left._tag).toBe("RateLimited")
+      expect(yield* fake.callCount).toBe(1)
+    }).pipe(Effect.provide(routed(fake, RetrySchedule.layer({ maxWait: "1 minute" }))))
   })
 })

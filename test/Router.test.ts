@@ -330,7 +330,27 @@ describe("Router", () => {
       })))
     })
 
-    it.effect.each(["BadRequest", "Authentication", "ContextWindowExceeded", "ContentPolicy", "ModelNotFound"] as const)(
+    it.effect.each(["Authentication", "ModelNotFound", "QuotaExceeded"] as const)(
+      "%s is retried only on another deployment: one call to each, never back",
+      (tag) => {
+        const fake = FakeProvider.unsafeMake({ failure: tag })
+        return Effect.gen(function*() {
+          const error = yield* Effect.flip(runFor(Router.chat(ask("g")), "10 minutes"))
+          expect(error._tag).toBe(tag)
+          expect(trail(error.attempts)).toEqual([`a!${tag}`, `b!${tag}`])
+          expect(yield* fake.callCount).toBe(2)
+        }).pipe(
+          Effect.withRandom(Random.make(3)),
+          Effect.provide(routerLayer({
+            deployments: [dep("a", "g", fake), dep("b", "g", fake)],
+            selector: firstCandidate,
+            retry: RetrySchedule.layer({ retries: 5 })
+          }))
+        )
+      }
+    )
+
+    it.effect.each(["BadRequest", "ContextWindowExceeded", "ContentPolicy"] as const)(
       "%s is not retried: exactly one call to the group",
       (tag) => {
         const fake = FakeProvider.unsafeMake({ failure: tag })

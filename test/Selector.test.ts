@@ -33,10 +33,11 @@ const candidates = (limits: ReadonlyArray<Limits>, group = "g"): ReadonlyArray<S
   return result.right.map((deployment) => ({ deployment, stats: idle }))
 }
 
-const selection = (group = "g"): Selector.SelectionRequest => ({
+const selection = (group = "g", attempt = 0): Selector.SelectionRequest => ({
   kind: "chat",
   group,
-  request: { model: group, messages: [{ role: "user", content: "hi" }] }
+  request: { model: group, messages: [{ role: "user", content: "hi" }] },
+  attempt
 })
 
 /** Shares of `n` picks by the selector in context, by deployment id. */
@@ -268,6 +269,37 @@ describe("Selector.roundRobin", () => {
       expect((yield* first.pick(cs, selection())).deployment.id).toBe("g1")
       expect((yield* second.pick(cs, selection())).deployment.id).toBe("g0")
     }))
+
+  it.effect("a retry's pick takes the current turn without moving it", () =>
+    Effect.gen(function*() {
+      const selector = yield* Selector.Selector
+      const cs = candidates([{}, {}, {}])
+      expect((yield* selector.pick(cs, selection("g", 0))).deployment.id).toBe("g0")
+      expect((yield* selector.pick(cs, selection("g", 1))).deployment.id).toBe("g1")
+      expect((yield* selector.pick(cs, selection("g", 2))).deployment.id).toBe("g1")
+      expect((yield* selector.pick(cs, selection("g", 0))).deployment.id).toBe("g1")
+      expect((yield* selector.pick(cs, selection("g", 0))).deployment.id).toBe("g2")
+    }).pipe(Effect.provide(Selector.roundRobin)))
+
+  it.effect("in the router, the turn advances per request: a failing deployment does not get every first attempt", () => {
+    const flaky = FakeProvider.unsafeMake({ byDeployment: { a: { failure: 500 } } })
+    return Effect.gen(function*() {
+      for (let i = 0; i < 6; i++) yield* Router.chat({ model: "g", messages: [{ role: "user", content: "hi" }] })
+      const firstAttempts = (yield* flaky.calls).filter((c) => c.deploymentId === "a").length
+      // requests alternate their first pick: a, b, a, b... (a retry after a goes to b)
+      expect(firstAttempts).toBe(3)
+      expect(yield* flaky.callCount).toBe(9)
+    }).pipe(
+      Effect.provide(
+        Router.layer({
+          deployments: [
+            { id: "a", group: "g", provider: flaky, model: "m" },
+            { id: "b", group: "g", provider: flaky, model: "m" }
+          ]
+        }).pipe(Layer.provide(Selector.roundRobin), Layer.provide(Cooldown.disabled), Layer.provideMerge(Router.defaults))
+      )
+    )
+  })
 
   it.effect("the router serves groups in turn", () =>
     Effect.gen(function*() {

@@ -8,6 +8,7 @@ import { RouterState } from "../RouterState.js"
 import { fromLiteLLMEntry, LiteLLMPriceEntry, type Pricing, PricingInput } from "./pricing.js"
 import { builtinPrices } from "./prices.js"
 import { decodeConfig, validateConfig } from "./schemas.js"
+import { storeOf } from "./state.js"
 
 const decodeLiteLLM = decodeConfig(Schema.Record({ key: Schema.String, value: LiteLLMPriceEntry }), "prices")
 
@@ -86,5 +87,6 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
       },
       spend: (scope) => state.spend(spendKey(scope))
     }
+    storeOf.set(service, state)
     return service
   })

@@ -16,6 +16,7 @@ const OptionsSchema = Schema.Struct({
   base: Schema.optional(DurationInput),
   factor: Schema.optional(Schema.Number.pipe(Schema.greaterThanOrEqualTo(1, { message: () => "expected a number >= 1" }))),
   maxDelay: Schema.optional(PositiveDuration),
+  maxWait: Schema.optional(DurationInput),
   retryOn: Schema.optional(Schema.Array(Schema.Literal(...errorTags)))
 })
 const validate = validateConfig(OptionsSchema, "RetrySchedule.layer")
@@ -53,7 +54,8 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig>
     // One backoff sequence for the whole request: kinds share the retry count. Which kinds are
     // retried at all is the router's classification; `retryOn` narrows it further.
     const counted = Schedule.intersect(backoff, Schedule.recurs(retries)) as Schedule.Schedule<unknown, RouterError>
-    if (options.retryOn === undefined) return { schedule: counted }
+    const maxWait = options.maxWait
+    if (options.retryOn === undefined) return { schedule: counted, maxWait }
     const retryOn: ReadonlySet<string> = new Set(options.retryOn)
-    return { schedule: Schedule.whileInput(counted, (error: RouterError) => retryOn.has(error._tag)) }
+    return { schedule: Schedule.whileInput(counted, (error: RouterError) => retryOn.has(error._tag)), maxWait }
   })

@@ -7,7 +7,8 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Intervals from "effect/ScheduleIntervals"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -16,8 +17,12 @@ import { CostMeter } from "../CostMeter.js"
 import { type Deployment, fromConfig } from "../Deployment.js"
 import {
   type Attempt,
-  classify,
+  classification as defaultClassification,
+  type ClassificationOverrides,
+  type ClassificationTable,
+  type ErrorTag,
   InvalidConfig,
+  isProviderError,
   NoDeploymentAvailable,
   type ProviderError,
   type RouterError,
@@ -25,15 +30,49 @@ import {
   UnknownGroup
 } from "../Errors.js"
 import { Fallback } from "../Fallback.js"
-import type { ChatRequest, EmbeddingRequest, Target, Usage } from "../Provider.js"
+import type { ChatRequest, EmbeddingRequest, RateLimitInfo, Target, Usage } from "../Provider.js"
 import { RetrySchedule } from "../RetrySchedule.js"
 import type { Config, RouteInfo, RoutedChunk, Service } from "../Router.js"
 import { RouterState } from "../RouterState.js"
 import { type Candidate, type SelectionRequest, Selector } from "../Selector.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
+import { storeOf } from "./state.js"
 
 const validateTimeout = validateConfig(Schema.UndefinedOr(PositiveDuration), "timeout")
 const defaultTimeout = Duration.minutes(10)
+const defaultMaxWaitMs = 60_000
+
+const errorTags = Object.keys(defaultClassification) as ReadonlyArray<ErrorTag>
+const oneOf = <const L extends ReadonlyArray<string>>(...literals: L) =>
+  Schema.Literal(...literals).annotations({ message: () => `expected one of ${literals.map((l) => `"${l}"`).join(", ")}` })
+const ClassificationRow = Schema.Struct({
+  retry: Schema.optional(oneOf("any", "elsewhere", "never")),
+  cooldown: Schema.optional(oneOf("none", "count", "immediate", "long")),
+  fallback: Schema.optional(oneOf("generic", "context_window", "content_policy", "none"))
+})
+const validateClassification = validateConfig(Schema.Record({ key: Schema.String, value: ClassificationRow }), "classification")
+
+/** The default table with a router's overrides laid over it, row by row. */
+const resolveClassification = (overrides: ClassificationOverrides | undefined) =>
+  overrides === undefined ? Effect.succeed(defaultClassification) : Effect.flatMap(validateClassification(overrides), (rows): Effect.Effect<ClassificationTable, InvalidConfig> => {
+    const unknown = Object.keys(rows).filter((tag) => !errorTags.includes(tag as ErrorTag))
+    if (unknown.length > 0) {
+      return Effect.fail(InvalidConfig.fromIssues(unknown.map((tag) => ({
+        path: `classification.${tag}`,
+        message: `unknown error tag; known: ${errorTags.join(", ")}`
+      }))))
+    }
+    const table: Record<string, ClassificationTable[ErrorTag]> = { ...defaultClassification }
+    for (const [tag, row] of Object.entries(rows)) {
+      const base = table[tag]
+      table[tag] = {
+        retry: row.retry ?? base.retry,
+        cooldown: row.cooldown ?? base.cooldown,
+        fallback: row.fallback ?? base.fallback
+      }
+    }
+    return Effect.succeed(table as ClassificationTable)
+  })
 
 /** What one routed request accumulates across its attempts. */
 interface RequestContext {
@@ -44,8 +83,30 @@ interface RequestContext {
   readonly attempts: Array<Attempt>
   /** The deployment the last attempt failed on: the next retry avoids it when it can. */
   lastFailed: string | undefined
+  /** Deployments this request never goes back to (they failed with an error retried only elsewhere). */
+  excluded: Set<string> | undefined
+  /** The last error an upstream answered with: what the caller gets if the request then runs out of deployments. */
+  lastUpstream: ProviderError | undefined
+  /**
+   * When each deployment that answered with a retry-after takes this request again (epoch ms):
+   * the request never goes back earlier, whatever the cooldown policy does.
+   */
+  notBefore: Map<string, number> | undefined
+  /** Attempts made in the group being tried. */
+  groupAttempts: number
   providerMs: number
   waitedMs: number
+}
+
+/** Why a group has no candidate, counted over its deployments. */
+interface Unavailable {
+  untagged: number
+  excluded: number
+  cooling: number
+  full: number
+  /** When the first cooling deployment returns (epoch ms), `Infinity` if unknown. */
+  firstBack: number
+  readonly size: number
 }
 
 const nowMs = (clock: Clock.Clock) => Number(clock.unsafeCurrentTimeNanos()) / 1e6
@@ -65,12 +126,28 @@ export const make = (config: Config) =>
       onRight: (ds) => Effect.succeed(ds)
     })
     const configuredTimeout = yield* validateTimeout(config.timeout)
+    const table = yield* resolveClassification(config.classification)
     const selector = yield* Selector
     const retry = yield* RetrySchedule
     const cooldown = yield* Cooldown
     const fallback = yield* Fallback
     const meter = yield* CostMeter
     const state = yield* RouterState
+    const maxWaitMs = retry.maxWait === undefined ? defaultMaxWaitMs : Duration.toMillis(retry.maxWait)
+
+    // Policies built by this package keep their state in a store of their own choosing; over
+    // another store than the router's they would write where the router never reads.
+    const strayStores = ([["Cooldown", cooldown], ["CostMeter", meter]] as const).filter(([, policy]) => {
+      const store = storeOf.get(policy)
+      return store !== undefined && store !== state
+    })
+    if (strayStores.length > 0) {
+      return yield* Effect.fail(InvalidConfig.fromIssues(strayStores.map(([name]) => ({
+        path: "RouterState",
+        message: `${name} keeps its state in another RouterState than the router's, so the router would never see it. ` +
+          "To use your own store, provide Router.policies and then your store (Router.defaults brings an in-memory store of its own)"
+      }))))
+    }
 
     const pools = new Map<string, Array<Deployment>>()
     const byId = new Map<string, Deployment>()
@@ -90,8 +167,29 @@ export const make = (config: Config) =>
     const raceTimeouts: Array<Duration.Duration | undefined> = []
     for (const d of deployments) {
       const timeout = d.timeout ?? configuredTimeout
-      targets[d.index] = { ...d.target, timeout, reportRateLimit: (info) => state.recordRateLimit(d, info) }
+      targets[d.index] = { ...d.target, timeout, reportRateLimit: (info) => reportRateLimit(d, info) }
       raceTimeouts[d.index] = d.provider.enforcesTimeout === true ? undefined : timeout ?? defaultTimeout
+    }
+
+    /**
+     * Keeps the upstream's headroom; one that shows no requests (or tokens) left until its
+     * window resets holds the deployment until then, as a retry-after would, instead of letting
+     * the next calls earn their 429s.
+     */
+    const reportRateLimit = (d: Deployment, info: RateLimitInfo): Effect.Effect<void> => {
+      const recorded = state.recordRateLimit(d, info)
+      const resetMs = Math.max(
+        info.remainingRequests === 0 ? info.resetRequestsMs ?? 0 : 0,
+        info.remainingTokens === 0 ? info.resetTokensMs ?? 0 : 0
+      )
+      if (resetMs <= 0) return recorded
+      return Effect.zipRight(
+        recorded,
+        Effect.clockWith((clock) => {
+          const now = clock.unsafeCurrentTimeMillis()
+          return cooldown.onRetryAfter(d, now + resetMs, now)
+        })
+      )
     }
 
     const hasTags = (d: Deployment, tags: ReadonlyArray<string>) => {
@@ -103,18 +201,37 @@ export const make = (config: Config) =>
     // Candidates and selection
     // ---------------------------------------------------------------------------------------
 
-    const unavailable = (
-      group: string,
-      reason: NoDeploymentAvailable["reason"],
-      detail: string,
-      retryAfterMs?: number
-    ) =>
-      new NoDeploymentAvailable({
+    /** Why nothing of the group could take the request, as the typed error. */
+    const unavailable = (group: string, counts: Unavailable, ctx: RequestContext, now: number) => {
+      if (counts.untagged === counts.size) {
+        return new NoDeploymentAvailable({
+          group,
+          reason: "none_fits",
+          message: `no deployment of "${group}" available: none carries every tag of [${ctx.tags.join(", ")}]`
+        })
+      }
+      const back = counts.firstBack === Infinity ? undefined : Math.max(0, counts.firstBack - now)
+      const parts: Array<string> = []
+      if (counts.full > 0) parts.push(`${counts.full} at their concurrency limit`)
+      if (counts.cooling > 0) {
+        parts.push(
+          back === undefined
+            ? `${counts.cooling} cooling down or being probed`
+            : `${counts.cooling} cooling down (the first returns in ${Math.ceil(back)} ms)`
+        )
+      }
+      if (counts.excluded > 0) parts.push(`${counts.excluded} already failed this request`)
+      if (counts.untagged > 0) parts.push(`${counts.untagged} without every tag of [${ctx.tags.join(", ")}]`)
+      // Only deployments this request already failed on are left: the caller gets the upstream's
+      // error instead of this one (see `route`), so the reason is moot.
+      const reason = counts.full > 0 ? "over_limits" : counts.cooling > 0 ? "cooling_down" : "none_fits"
+      return new NoDeploymentAvailable({
         group,
         reason,
-        message: `no deployment of "${group}" available: ${detail}`,
-        retryAfter: retryAfterMs === undefined ? undefined : Duration.millis(Math.max(0, retryAfterMs))
+        message: `no deployment of "${group}" available: ${parts.join(", ")}`,
+        retryAfter: reason === "cooling_down" && back !== undefined ? Duration.millis(back) : undefined
       })
+    }
 
     /** Picks, claims and acquires a deployment of `group`, or says why none can take the request. */
     type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
@@ -134,25 +251,32 @@ export const make = (config: Config) =>
         const now = ctx.clock.unsafeCurrentTimeMillis()
         return Effect.flatMap(state.snapshot(pool, now), (stats) => {
           const candidates: Array<Candidate> = []
-          let untagged = 0
-          let cooling = 0
-          let full = 0
-          let firstBack = Infinity
+          const counts: Unavailable = { untagged: 0, excluded: 0, cooling: 0, full: 0, firstBack: Infinity, size: pool.length }
           let lastFailed: Candidate | undefined
           for (let i = 0; i < pool.length; i++) {
             const d = pool[i]
             const s = stats[i]
             if (ctx.tags.length > 0 && !hasTags(d, ctx.tags)) {
-              untagged++
+              counts.untagged++
+              continue
+            }
+            if (ctx.excluded !== undefined && ctx.excluded.has(d.id)) {
+              counts.excluded++
               continue
             }
             if (!cooldown.isAvailable(s.cooldown, now)) {
-              cooling++
-              if (s.cooldown.status === "open" && s.cooldown.until < firstBack) firstBack = s.cooldown.until
+              counts.cooling++
+              if (s.cooldown.status === "open" && s.cooldown.until < counts.firstBack) counts.firstBack = s.cooldown.until
+              continue
+            }
+            const notBefore = ctx.notBefore?.get(d.id)
+            if (notBefore !== undefined && notBefore > now) {
+              counts.cooling++
+              if (notBefore < counts.firstBack) counts.firstBack = notBefore
               continue
             }
             if (d.maxConcurrent !== undefined && s.inFlight >= d.maxConcurrent) {
-              full++
+              counts.full++
               continue
             }
             const candidate = { deployment: d, stats: s }
@@ -161,7 +285,7 @@ export const make = (config: Config) =>
           }
           // A retry avoids the deployment that just failed, unless it is the only one left.
           if (candidates.length === 0 && lastFailed !== undefined) candidates.push(lastFailed)
-          return pickFrom(group, candidates, selection, ctx, restore, now, { untagged, cooling, full, firstBack, size: pool.length })
+          return pickFrom(group, candidates, selection, ctx, restore, now, counts)
         })
       })
 
@@ -172,41 +296,27 @@ export const make = (config: Config) =>
       ctx: RequestContext,
       restore: Restore,
       now: number,
-      counts: { untagged: number; cooling: number; full: number; firstBack: number; size: number }
+      counts: Unavailable
     ): Effect.Effect<Candidate, NoDeploymentAvailable> => {
-      if (candidates.length === 0) {
-        if (counts.untagged === counts.size) {
-          return Effect.fail(unavailable(group, "none_fits", `none carries every tag of [${ctx.tags.join(", ")}]`))
-        }
-        if (counts.full > 0) {
-          return Effect.fail(unavailable(group, "over_limits", `${counts.full} at their concurrency limit, ${counts.cooling} cooling down`))
-        }
-        const back = counts.firstBack === Infinity ? undefined : counts.firstBack - now
-        return Effect.fail(
-          unavailable(
-            group,
-            "cooling_down",
-            back === undefined ? "all are cooling down or being probed" : `all are cooling down; the first returns in ${Math.ceil(back)} ms`,
-            back
-          )
-        )
-      }
+      if (candidates.length === 0) return Effect.fail(unavailable(group, counts, ctx, now))
       return Effect.flatMap(restore(selector.pick(candidates, selection)), (picked) => {
         const d = picked.deployment
         const closed = picked.stats.cooldown.status === "closed"
         const take = Effect.flatMap(state.acquire(d, now), (acquired) => {
           if (acquired) return Effect.succeed(picked)
+          counts.full++
           return Effect.zipRight(
             closed ? Effect.void : cooldown.onInterrupt(d, now),
-            pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, full: counts.full + 1 })
+            pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, counts)
           )
         })
         // A closed circuit needs no claim; an expired one is claimed for its single probe.
         if (closed) return take
-        return Effect.flatMap(cooldown.claim(d, now), (ok) =>
-          ok
-            ? take
-            : pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, { ...counts, cooling: counts.cooling + 1 }))
+        return Effect.flatMap(cooldown.claim(d, now), (ok) => {
+          if (ok) return take
+          counts.cooling++
+          return pickFrom(group, candidates.filter((c) => c !== picked), selection, ctx, restore, now, counts)
+        })
       })
     }
 
@@ -238,22 +348,33 @@ export const make = (config: Config) =>
       const latencyMs = nowMs(ctx.clock) - startedMs
       const now = ctx.clock.unsafeCurrentTimeMillis()
       ctx.providerMs += latencyMs
+      ctx.groupAttempts++
       if (Exit.isSuccess(exit)) {
         ctx.attempts.push({ deploymentId: d.id, group: d.group, latencyMs })
-        const recorded = state.recordOutcome(d, now, { success: true, latencyMs, tokens })
+        const recorded = state.recordOutcome(d, now, { result: "success", latencyMs, tokens })
         // A success only changes a circuit that was not closed when the attempt began.
         return circuitClosed ? recorded : Effect.zipRight(recorded, cooldown.onSuccess(d, now))
       }
       const failure = Cause.failureOption(exit.cause)
       if (Option.isNone(failure)) return cooldown.onInterrupt(d, now)
       const error = failure.value
+      const classification = table[error._tag]
       ctx.attempts.push({ deploymentId: d.id, group: d.group, error: error._tag, latencyMs })
       ctx.lastFailed = d.id
-      // An error that is the request's fault (bad request, context window...) says nothing bad about the deployment.
-      const healthy = classify(error).cooldown === "none"
+      ctx.lastUpstream = error
+      if (classification.retry === "elsewhere") (ctx.excluded ??= new Set()).add(d.id)
+      if (error.retryAfter !== undefined) (ctx.notBefore ??= new Map()).set(d.id, now + Duration.toMillis(error.retryAfter))
+      // An error that is the request's fault (bad request, context window...) says the
+      // deployment is alive; a rate limit that says when to come back holds it instead of
+      // counting against it (Cooldown).
+      const result = classification.cooldown === "none"
+        ? "success"
+        : error._tag === "RateLimited" && error.retryAfter !== undefined
+        ? "ignored"
+        : "failure"
       return Effect.zipRight(
-        state.recordOutcome(d, now, { success: healthy, latencyMs, tokens: 0 }),
-        cooldown.onFailure(d, error, now)
+        state.recordOutcome(d, now, { result, latencyMs: undefined, tokens: 0 }),
+        cooldown.onFailure(d, { error, classification, group: pools.get(d.group)!, now })
       )
     }
 
@@ -287,65 +408,95 @@ export const make = (config: Config) =>
     // Retries per group, fallbacks across groups
     // ---------------------------------------------------------------------------------------
 
-    /** Another deployment of the failed one's group could take a retry right now. */
-    const othersAvailable = (failedId: string, ctx: RequestContext) => {
-      const failed = byId.get(failedId)
-      if (failed === undefined) return Effect.succeed(false)
-      const pool = pools.get(failed.group)!
+    /**
+     * What a retry in `group` could do now: go to another deployment than `failedId` at once
+     * (`others`), or else how long until the first deployment of the group it may go to returns
+     * (`backInMs`, 0 when one is available or when nothing says).
+     */
+    const groupView = (group: string, failedId: string | undefined, ctx: RequestContext) => {
+      const pool = pools.get(group)!
       const now = ctx.clock.unsafeCurrentTimeMillis()
       return Effect.map(state.snapshot(pool, now), (stats) => {
+        let firstBack = Infinity
         for (let i = 0; i < pool.length; i++) {
           const d = pool[i]
-          if (d.id === failedId || (ctx.tags.length > 0 && !hasTags(d, ctx.tags))) continue
-          if (!cooldown.isAvailable(stats[i].cooldown, now)) continue
-          if (d.maxConcurrent !== undefined && stats[i].inFlight >= d.maxConcurrent) continue
-          return true
+          if (ctx.tags.length > 0 && !hasTags(d, ctx.tags)) continue
+          if (ctx.excluded !== undefined && ctx.excluded.has(d.id)) continue
+          const record = stats[i].cooldown
+          if (!cooldown.isAvailable(record, now)) {
+            if (record.status === "open" && record.until < firstBack) firstBack = record.until
+            continue
+          }
+          const notBefore = ctx.notBefore?.get(d.id)
+          if (notBefore !== undefined && notBefore > now) {
+            if (notBefore < firstBack) firstBack = notBefore
+            continue
+          }
+          if (d.id !== failedId && (d.maxConcurrent === undefined || stats[i].inFlight < d.maxConcurrent)) {
+            return { others: true, backInMs: 0 }
+          }
+          firstBack = now
         }
-        return false
+        return { others: false, backInMs: firstBack === Infinity ? 0 : Math.max(0, firstBack - now) }
       })
     }
-
-    /** The retry policy, plus: wait at least the upstream's retry-after when the retry can only go back to it. */
-    const retryScheduleFor = (ctx: RequestContext) =>
-      Schedule.intersect(retry.schedule, Schedule.identity<RouterError>()).pipe(
-        Schedule.modifyDelayEffect(([, error], delay) => {
-          const retryAfter = "retryAfter" in error ? error.retryAfter : undefined
-          const settleWait = (d: Duration.Duration) => {
-            ctx.waitedMs += Duration.toMillis(d)
-            return d
-          }
-          if (retryAfter === undefined || !("deploymentId" in error)) return Effect.succeed(settleWait(delay))
-          return Effect.map(
-            othersAvailable(error.deploymentId, ctx),
-            (others) => settleWait(others ? delay : Duration.max(delay, retryAfter))
-          )
-        })
-      )
 
     const route = <A>(
       ctx: RequestContext,
       attemptGroup: (group: string) => Effect.Effect<A, RouterError>
     ): Effect.Effect<A, RouterError> => {
-      // The first attempt of a group runs alone: the retry schedule is only built once it
-      // failed, and replays that failure as its first input, so it decides exactly as if it
-      // had run it. Only then do fallbacks come in.
-      const retriesThenFallbacks = (group: string, depth: number, first: RouterError) => {
-        let replay = true
-        const again = Effect.suspend(() => {
-          if (!replay) return attemptGroup(group)
-          replay = false
-          return Effect.fail(first)
-        })
-        return Effect.catchAll(Effect.retry(again, retryScheduleFor(ctx)), (error) => {
-          const kind = classify(error).fallback
-          if (kind === "none" || depth >= fallback.maxDepth) return Effect.fail(error)
-          return tryList(fallback.groupsFor(group, kind), 0, error, depth)
-        })
-      }
+      const schedule = retry.schedule
       // Groups tried by this request: only needed once a group failed.
       let visited: Set<string> | undefined
+
+      /**
+       * After a group's first attempt failed with `first`: its retries, then its fallbacks. The
+       * retry schedule is only stepped once an attempt failed and the classification retries its
+       * error; a retry that can go to another deployment goes at once, one that can only go back
+       * waits the longer of the backoff and the time until a deployment returns.
+       */
+      const retryGroup = (group: string, depth: number, first: RouterError): Effect.Effect<A, RouterError> => {
+        let scheduleState = schedule.initial
+        // The group's last upstream error: what it ends with if it then runs out of deployments.
+        let upstream: ProviderError | undefined
+        const onError = (error: RouterError): Effect.Effect<A, RouterError> => {
+          if (isProviderError(error)) upstream = error
+          const retryKind = table[error._tag].retry
+          if (retryKind === "never") {
+            return exhausted(group, depth, error._tag === "NoDeploymentAvailable" && upstream !== undefined ? upstream : error)
+          }
+          return Effect.flatMap(groupView(group, isProviderError(error) ? error.deploymentId : undefined, ctx), (view) => {
+            if (retryKind === "elsewhere" && !view.others) return exhausted(group, depth, error)
+            const now = ctx.clock.unsafeCurrentTimeMillis()
+            return Effect.flatMap(schedule.step(now, error, scheduleState), ([next, , decision]) => {
+              if (ScheduleDecision.isDone(decision)) return exhausted(group, depth, error)
+              scheduleState = next
+              const again = Effect.catchAll(attemptGroup(group), onError)
+              if (view.others) return again
+              const wait = Math.max(Intervals.start(decision.intervals) - now, view.backInMs)
+              if (wait > maxWaitMs) return exhausted(group, depth, error)
+              if (wait <= 0) return again
+              ctx.waitedMs += wait
+              return Effect.zipRight(Effect.sleep(Duration.millis(wait)), again)
+            })
+          })
+        }
+        return onError(first)
+      }
+
+      /** A group is done with `error`: its fallbacks for that kind of error, if any. */
+      const exhausted = (group: string, depth: number, error: RouterError): Effect.Effect<A, RouterError> => {
+        const kind = table[error._tag].fallback
+        if (kind === "none" || depth >= fallback.maxDepth) return Effect.fail(error)
+        return tryList(fallback.groupsFor(group, kind), 0, error, depth)
+      }
+
       const fromGroup = (group: string, depth: number): Effect.Effect<A, RouterError> =>
-        Effect.catchAll(attemptGroup(group), (first) => retriesThenFallbacks(group, depth, first))
+        Effect.suspend(() => {
+          ctx.groupAttempts = 0
+          return Effect.catchAll(attemptGroup(group), (first) => retryGroup(group, depth, first))
+        })
+
       const tryList = (
         list: ReadonlyArray<string>,
         index: number,
@@ -358,10 +509,17 @@ export const make = (config: Config) =>
         if (visited.has(next) || !pools.has(next)) return tryList(list, index + 1, lastError, depth)
         visited.add(next)
         return Effect.catchAll(fromGroup(next, depth + 1), (error) =>
-          classify(error).fallback === "none" ? Effect.fail(error) : tryList(list, index + 1, error, depth))
+          table[error._tag].fallback === "none" ? Effect.fail(error) : tryList(list, index + 1, error, depth))
       }
+
+      // The first attempt runs alone: nothing else is allocated on the success path.
       return Effect.catchAll(attemptGroup(ctx.requestedGroup), (first) =>
-        Effect.mapError(retriesThenFallbacks(ctx.requestedGroup, 0, first), (error) => withAttempts(error, ctx.attempts)))
+        Effect.mapError(retryGroup(ctx.requestedGroup, 0, first), (error) =>
+          // Out of deployments after upstream failures: the caller gets what the upstream said.
+          withAttempts(
+            error._tag === "NoDeploymentAvailable" && ctx.lastUpstream !== undefined ? ctx.lastUpstream : error,
+            ctx.attempts
+          )))
     }
 
     /** Runs `f` with a fresh request context (on the fiber's clock, so TestClock drives it). */
@@ -378,6 +536,10 @@ export const make = (config: Config) =>
           startedMs: nowMs(clock),
           attempts: [],
           lastFailed: undefined,
+          excluded: undefined,
+          lastUpstream: undefined,
+          notBefore: undefined,
+          groupAttempts: 0,
           providerMs: 0,
           waitedMs: 0
         })
@@ -426,7 +588,7 @@ export const make = (config: Config) =>
           route(ctx, (group) =>
             attemptCall(
               group,
-              { kind: "chat", group, request },
+              { kind: "chat", group, request, attempt: ctx.groupAttempts },
               ctx,
               (d) => d.provider.chat({ ...request, model: d.model }, targets[d.index]),
               (response) => response.usage
@@ -446,7 +608,7 @@ export const make = (config: Config) =>
           route(ctx, (group) =>
             attemptCall(
               group,
-              { kind: "embed", group, request },
+              { kind: "embed", group, request, attempt: ctx.groupAttempts },
               ctx,
               (d) => d.provider.embed({ ...request, model: d.model }, targets[d.index]),
               (response) => response.usage
@@ -511,7 +673,7 @@ export const make = (config: Config) =>
       current: Current
     ): Effect.Effect<OpenStream, RouterError> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request }, ctx, restore), (picked) =>
+        Effect.flatMap(choose(group, pools.get(group)!, { kind: "stream", group, request, attempt: ctx.groupAttempts }, ctx, restore), (picked) =>
           Effect.flatMap(Scope.make(), (scope) => {
             const d = picked.deployment
             const open: OpenStream = {

@@ -55,16 +55,35 @@ const formatPath = (root: string, path: ReadonlyArray<PropertyKey>): string => {
 /**
  * The issues of a parse error, one per bad field, each with its path under `root`. An optional
  * field's union with `undefined` yields a second "Expected undefined" issue next to the real
- * one: it is dropped.
+ * one: it is dropped; the members of a union of literals are listed in one issue.
  */
 export const formatIssues = (error: ParseResult.ParseError, root: string) => {
   const issues = ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
     path: formatPath(root, issue.path),
     message: issue.message
   }))
-  return issues.filter((issue) =>
+  const kept = issues.filter((issue) =>
     !(issue.message.startsWith("Expected undefined, actual") && issues.some((o) => o !== issue && o.path === issue.path))
   )
+  // A union of literals reports each member that did not match: one issue lists them all.
+  const out: Array<{ readonly path: string; message: string }> = []
+  const expectedAt = new Map<string, { readonly issue: { message: string }; readonly expected: Array<string>; readonly actual: string }>()
+  for (const issue of kept) {
+    const match = /^Expected (.+), actual (.+)$/s.exec(issue.message)
+    const key = match === null ? undefined : `${issue.path}\u0000${match[2]}`
+    const earlier = key === undefined ? undefined : expectedAt.get(key)
+    if (match === null || key === undefined) {
+      out.push({ ...issue })
+    } else if (earlier === undefined) {
+      const entry = { ...issue }
+      out.push(entry)
+      expectedAt.set(key, { issue: entry, expected: [match[1]], actual: match[2] })
+    } else {
+      earlier.expected.push(match[1])
+      earlier.issue.message = `Expected one of ${earlier.expected.join(", ")}, actual ${earlier.actual}`
+    }
+  }
+  return out
 }
 
 /**

@@ -78,7 +78,7 @@ export const makeRoundRobin = () => {
   return (candidates: ReadonlyArray<Candidate>, request: SelectionRequest): Effect.Effect<Candidate> =>
     Effect.sync(() => {
       const n = counters.get(request.group) ?? 0
-      counters.set(request.group, n + 1 >= Number.MAX_SAFE_INTEGER ? 0 : n + 1)
+      if (request.attempt === 0) counters.set(request.group, n + 1 >= Number.MAX_SAFE_INTEGER ? 0 : n + 1)
       return candidates[n % candidates.length]
     })
 }

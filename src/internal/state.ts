@@ -8,10 +8,18 @@ import type { CooldownRecord, DeploymentStats, MemoryOptions, Outcome, Service }
 import { PositiveDuration, validateConfig } from "./schemas.js"
 import { BUCKETS, WindowCounter } from "./window.js"
 
-const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0 }
+const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0, reason: "failures" }
+
+/**
+ * The store each policy built by this package keeps its state in (`Cooldown.make`,
+ * `CostMeter.make`), so the router can refuse to run over a different one: the policies would
+ * write where the router never reads.
+ */
+export const storeOf = new WeakMap<object, Service>()
 
 class Slot {
   inFlight = 0
+  consecutiveFailures = 0
   latencyMs: number | undefined = undefined
   cooldown: CooldownRecord = closed
   upstream: RateLimitInfo | undefined = undefined
@@ -58,6 +66,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       tokens: slot.tokens.sum(now),
       completed: slot.completed.sum(now),
       failures: slot.failures.sum(now),
+      consecutiveFailures: slot.consecutiveFailures,
       cooldown: slot.cooldown,
       upstream: slot.upstream
     })
@@ -85,32 +94,39 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       recordOutcome: (deployment, now, outcome: Outcome) =>
         Effect.sync(() => {
           const slot = slotOf(deployment)
-          slot.completed.add(now, 1)
           if (outcome.tokens > 0) slot.tokens.add(now, outcome.tokens)
-          if (outcome.success) {
+          if (outcome.latencyMs !== undefined) {
             slot.latencyMs = slot.latencyMs === undefined
               ? outcome.latencyMs
               : slot.latencyMs + alpha * (outcome.latencyMs - slot.latencyMs)
+          }
+          if (outcome.result === "ignored") return
+          slot.completed.add(now, 1)
+          if (outcome.result === "success") {
+            slot.consecutiveFailures = 0
           } else {
             slot.failures.add(now, 1)
+            slot.consecutiveFailures++
           }
         }),
       recordRateLimit: (deployment, info) =>
         Effect.sync(() => {
           slotOf(deployment).upstream = info
         }),
-      resetOutcomes: (deployment) =>
+      modifyCooldown: (deployments, index, now, f) =>
         Effect.sync(() => {
-          const slot = slotOf(deployment)
-          slot.completed.reset()
-          slot.failures.reset()
-        }),
-      cooldown: (deployment) => Effect.sync(() => slotOf(deployment).cooldown),
-      modifyCooldown: (deployment, f) =>
-        Effect.sync(() => {
-          const slot = slotOf(deployment)
-          const [result, next] = f(slot.cooldown)
-          slot.cooldown = next
+          const stats = new Array<DeploymentStats>(deployments.length)
+          for (let i = 0; i < deployments.length; i++) stats[i] = statsOf(slotOf(deployments[i]), now)
+          const [result, change] = f(stats)
+          if (change !== undefined) {
+            const slot = slotOf(deployments[index])
+            slot.cooldown = change.record
+            if (change.resetOutcomes) {
+              slot.completed.reset()
+              slot.failures.reset()
+              slot.consecutiveFailures = 0
+            }
+          }
           return result
         }),
       addSpend: (keys, amount) =>
