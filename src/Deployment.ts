@@ -13,7 +13,7 @@ import * as Schema from "effect/Schema"
 import { InvalidConfig } from "./Errors.js"
 import { type Pricing, PricingInput } from "./internal/pricing.js"
 import { decodeConfig, formatIssues, NonEmptyString, NonNegativeNumber, PositiveDuration, PositiveInt } from "./internal/schemas.js"
-import { isProvider, type Provider, type Target } from "./Provider.js"
+import { ChatRequest, isProvider, type Provider, type Target } from "./Provider.js"
 
 const ProviderRef = Schema.Union(
   NonEmptyString,
@@ -24,6 +24,17 @@ const ApiKey = Schema.Union(Schema.RedactedFromSelf(Schema.String), Schema.Redac
   // Never echo the value: it may be a key given with the wrong type.
   message: () => ({ message: "expected a string or a Redacted string", override: true })
 })
+
+// What a request can do without: every parameter but the model and the messages (and our
+// routing metadata, never sent).
+const droppable = Object.keys(ChatRequest.fields).filter((k) => k !== "model" && k !== "messages" && k !== "metadata")
+const DropParams = Schema.Union(Schema.Boolean, Schema.Array(Schema.String)).pipe(
+  Schema.filter((value) => {
+    const unknown = typeof value === "boolean" ? [] : value.filter((name) => !droppable.includes(name))
+    return unknown.length === 0 ||
+      `${unknown.map((name) => JSON.stringify(name)).join(", ")}: expected request parameters (${droppable.join(", ")})`
+  })
+)
 
 /**
  * The config of one deployment, as the router accepts it.
@@ -43,6 +54,11 @@ const ApiKey = Schema.Union(Schema.RedactedFromSelf(Schema.String), Schema.Redac
  *   yet (a context-window pre-call filter is planned); a prompt that does not fit is caught by
  *   the upstream's error and the context-window fallbacks
  * - `timeout`: per call; the router's default when absent
+ * - `dropParams`: request parameters the model refuses (OpenAI's reasoning models refuse
+ *   `temperature` other than 1, for one). Absent or `false`: such a request fails with a
+ *   `BadRequest` naming the parameter, before anything is sent; `true`: they are dropped from
+ *   the request; a list of parameter names (`["seed", "stop"]`): those are dropped whatever the
+ *   model, and the refused ones too
  *
  * @example
  * import { Deployment } from "effect-llm-router"
@@ -72,7 +88,8 @@ export const DeploymentConfig = Schema.Struct({
   tags: Schema.optional(Schema.Array(Schema.String)),
   pricing: Schema.optional(PricingInput),
   contextWindow: Schema.optional(PositiveInt),
-  timeout: Schema.optional(PositiveDuration)
+  timeout: Schema.optional(PositiveDuration),
+  dropParams: Schema.optional(DropParams)
 })
 
 /**
@@ -104,6 +121,7 @@ export interface Deployment {
   readonly pricing: Pricing | undefined
   readonly contextWindow: number | undefined
   readonly timeout: Duration.Duration | undefined
+  readonly dropParams?: boolean | ReadonlyArray<string> | undefined
   /** What the provider is called with; built once. */
   readonly target: Target
 }
@@ -206,12 +224,14 @@ export const fromConfig = (
       pricing: config.pricing,
       contextWindow: config.contextWindow,
       timeout: config.timeout,
+      dropParams: config.dropParams,
       target: {
         deploymentId: id,
         model: config.model,
         apiBase: config.apiBase,
         apiKey: config.apiKey,
-        timeout: config.timeout
+        timeout: config.timeout,
+        dropParams: config.dropParams
       }
     })
   })

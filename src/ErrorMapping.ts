@@ -87,7 +87,9 @@ const MAX_MESSAGE = 500
 
 /**
  * Reads the error code and message out of an OpenAI-style (`{ error: { message, code, type } }`),
- * Anthropic-style (`{ type: "error", error: { type, message } }`) or plain-text body.
+ * Anthropic-style (`{ type: "error", error: { type, message } }`) or plain-text body. The
+ * message is cut to 500 characters: take secrets out of `body` before (a secret cut in half can
+ * no longer be found and replaced).
  *
  * @example
  * import { ErrorMapping } from "effect-llm-router"
@@ -134,7 +136,9 @@ const matches = (rule: Rule, status: number, codes: ReadonlyArray<string>, messa
 
 /**
  * Maps a failed HTTP response to its typed error with the table, reading retry-after from the
- * headers. Statuses the table does not cover (e.g. 3xx) are malformed responses.
+ * headers. Statuses the table does not cover (e.g. 3xx) are malformed responses. The error's
+ * message quotes the body's, cut to 500 characters: `body` must already be free of secrets (the
+ * HTTP providers replace their keys in it first).
  *
  * @example
  * import { ErrorMapping } from "effect-llm-router"

@@ -513,6 +513,11 @@ export interface Target {
    */
   readonly timeout: Duration.Duration | undefined
   /**
+   * The deployment's `dropParams`: `true` drops the parameters the provider knows the model
+   * refuses (instead of failing with a `BadRequest`), a list drops the parameters it names too.
+   */
+  readonly dropParams?: boolean | ReadonlyArray<string> | undefined
+  /**
    * Where a provider reports the rate-limit headers of a successful response; the router
    * keeps them in its state for usage-based routing. Absent when nobody listens.
    */

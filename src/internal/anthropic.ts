@@ -632,13 +632,22 @@ export interface ChunkMapper {
 type MutableChunk = { -readonly [K in keyof ChatChunk]: ChatChunk[K] }
 type Delta = ChatChunk["choices"][number]["delta"]
 
-export const makeChunkMapper = (options: { readonly createdMs: number; readonly model: string }): ChunkMapper => {
+export const makeChunkMapper = (options: {
+  readonly createdMs: number
+  readonly model: string
+  /** Applied to upstream text a failure keeps, before it is cut (to take secrets out whole). */
+  readonly redact?: ((text: string) => string) | undefined
+}): ChunkMapper => {
   const created = Math.floor(options.createdMs / 1000)
+  const redact = options.redact ?? ((text: string) => text)
   let id = ""
   let model = options.model
   let started = false
   let stopped = false
   const toolIndex = new Map<number, number>()
+  // Blocks whose input deltas are not ours to pass on: server tools (server_tool_use,
+  // mcp_tool_use) run on Anthropic's side, and `chat` drops them too.
+  const otherBlocks = new Set<number>()
   const counts: UsageCounts = { input: 0, output: 0, cacheRead: 0, cacheCreation: 0 }
 
   const chunk = (delta: Delta, finishReason: FinishReason | null = null, usage?: Usage): ChatChunk => {
@@ -663,7 +672,8 @@ export const makeChunkMapper = (options: { readonly createdMs: number; readonly 
       json = JSON.parse(data)
     } catch {
       if (event === "error") {
-        return Either.left({ _tag: "UpstreamError", errorType: "api_error", message: data.slice(0, 500), body: data })
+        const body = redact(data)
+        return Either.left({ _tag: "UpstreamError", errorType: "api_error", message: body.slice(0, 500), body })
       }
       return malformed(`event ${event === "" ? "(unnamed)" : event} carries data that is not JSON`)
     }
@@ -678,8 +688,8 @@ export const makeChunkMapper = (options: { readonly createdMs: number; readonly 
       return Either.left({
         _tag: "UpstreamError",
         errorType: ev.error.type ?? "api_error",
-        message: ev.error.message ?? "",
-        body: data
+        message: redact(ev.error.message ?? ""),
+        body: redact(data)
       })
     }
     if (ev.type === "ping") return Either.right(none)
@@ -706,6 +716,7 @@ export const makeChunkMapper = (options: { readonly createdMs: number; readonly 
             }))
           ])
         }
+        otherBlocks.add(ev.index)
         if (block.type === "text" && block.text !== undefined && block.text !== "") {
           return Either.right([chunk({ content: block.text })])
         }
@@ -718,7 +729,11 @@ export const makeChunkMapper = (options: { readonly createdMs: number; readonly 
         }
         if (delta.type === "input_json_delta" && delta.partial_json !== undefined) {
           const index = toolIndex.get(ev.index)
-          if (index === undefined) return malformed(`input_json_delta for block ${ev.index}, which is not a tool_use block`)
+          if (index === undefined) {
+            return otherBlocks.has(ev.index)
+              ? Either.right(none)
+              : malformed(`input_json_delta for block ${ev.index}, which never started`)
+          }
           return Either.right(
             delta.partial_json === "" ? none : [chunk(toolDelta({ index, function: { arguments: delta.partial_json } }))]
           )
@@ -776,16 +791,18 @@ export const errorFromResponse = (failure: ErrorMapping.HttpFailure): Errors.Pro
 
 /**
  * An `error` event in the middle of a stream (HTTP status was 200) as a typed error: the error
- * type picks the status Anthropic documents for it, which the table then maps.
+ * type picks the status Anthropic documents for it, which the table (Anthropic's `rules` unless
+ * given) then maps.
  */
 export const errorFromStreamEvent = (
   failure: { readonly errorType: string; readonly message: string; readonly body: string },
-  context: { readonly provider: string; readonly deploymentId: string; readonly now: number }
+  context: { readonly provider: string; readonly deploymentId: string; readonly now: number },
+  table: ReadonlyArray<ErrorMapping.Rule> = rules
 ): Errors.ProviderError => {
   const status = statusOfErrorType[failure.errorType] ?? 500
   const mapped = ErrorMapping.fromResponse(
     { ...context, status, headers: {}, body: failure.body },
-    rules
+    table
   )
   return Errors.makeProviderError(mapped._tag, {
     provider: context.provider,
@@ -815,8 +832,33 @@ export const messagesUrl = (base: string): string => {
 const isEnd = (event: Sse.Event): boolean =>
   event.event === "message_stop" || (event.event === "message" && /"type"\s*:\s*"message_stop"/.test(event.data))
 
-export const make = (options: Options = {}): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+/** A target as this provider uses it, built once per target. */
+interface Prepared {
+  readonly endpoint: Http.Endpoint
+  readonly url: string
+  /** Parameters the deployment drops (its `dropParams` list), whatever the request. */
+  readonly dropped: ReadonlyArray<keyof ChatRequest> | undefined
+}
+
+// never dropped, whatever a list says: without them there is no request
+const essential: ReadonlySet<string> = new Set(["model", "messages"])
+
+/**
+ * The request with the target's model, without the parameters it drops. Anthropic refuses none
+ * of ours: those it lacks (seed, penalties, reasoning_effort) are left out by `toWireRequest`.
+ */
+const adapt = (request: ChatRequest, target: Target, dropped: Prepared["dropped"]): ChatRequest => {
+  const out: Record<string, unknown> = { ...request, model: target.model }
+  if (dropped !== undefined) for (const name of dropped) delete out[name]
+  return out as ChatRequest
+}
+
+export const make = (options: Options = {}): Effect.Effect<Provider, Errors.InvalidConfig, HttpClient.HttpClient> =>
   Effect.gen(function*() {
+    if (options.errorRules !== undefined) {
+      const issues = Http.checkRules(options.errorRules, "errorRules")
+      if (issues.length > 0) return yield* Effect.fail(Errors.InvalidConfig.fromIssues(issues))
+    }
     const client = yield* HttpClient.HttpClient
     const name = options.name ?? "anthropic"
     const envKey = options.apiKey !== undefined ? undefined : yield* Config.redacted("ANTHROPIC_API_KEY").pipe(
@@ -831,10 +873,11 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
     const idleTimeout = Duration.decode(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT)
     const beta = options.beta ?? []
     const wireOptions: WireOptions = { defaultMaxTokens: options.defaultMaxTokens, jsonMode: options.jsonMode }
+    const table = options.errorRules === undefined || options.errorRules.length === 0
+      ? rules
+      : [...options.errorRules, ...rules]
 
-    const prepare = (
-      target: Target
-    ): Either.Either<{ readonly endpoint: Http.Endpoint; readonly url: string }, Errors.ProviderError> => {
+    const prepare = (target: Target): Either.Either<Prepared, Errors.ProviderError> => {
       const apiKey = target.apiKey ?? defaultKey
       if (apiKey === undefined) {
         return Either.left(Errors.makeProviderError("Authentication", {
@@ -849,8 +892,26 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
         ...options.headers,
         "x-api-key": apiKey
       }
-      const endpoint = Http.makeEndpoint({ provider: name, target, headers, rules })
-      return Either.right({ endpoint, url: messagesUrl(target.apiBase ?? options.apiBase ?? DEFAULT_API_BASE) })
+      const endpoint = Http.makeEndpoint({ provider: name, target, headers, rules: table })
+      const dropped = Array.isArray(target.dropParams)
+        ? (target.dropParams as ReadonlyArray<string>).filter((param) => !essential.has(param)) as ReadonlyArray<keyof ChatRequest>
+        : undefined
+      return Either.right({
+        endpoint,
+        url: messagesUrl(target.apiBase ?? options.apiBase ?? DEFAULT_API_BASE),
+        dropped: dropped !== undefined && dropped.length > 0 ? dropped : undefined
+      })
+    }
+
+    // Built once per target: the router keeps its targets for its lifetime.
+    const cache = new WeakMap<Target, Either.Either<Prepared, Errors.ProviderError>>()
+    const prepared = (target: Target) => {
+      let out = cache.get(target)
+      if (out === undefined) {
+        out = prepare(target)
+        cache.set(target, out)
+      }
+      return out
     }
 
     const badRequest = (target: Target, reason: string) =>
@@ -862,10 +923,10 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
 
     const chat = (request: ChatRequest, target: Target): Effect.Effect<ChatResponse, Errors.ProviderError> =>
       Effect.suspend(() => {
-        const prepared = prepare(target)
-        if (Either.isLeft(prepared)) return Effect.fail(prepared.left)
-        const { endpoint, url } = prepared.right
-        const body = toWireRequest({ ...request, model: target.model }, wireOptions)
+        const p = prepared(target)
+        if (Either.isLeft(p)) return Effect.fail(p.left)
+        const { dropped, endpoint, url } = p.right
+        const body = toWireRequest(adapt(request, target, dropped), wireOptions)
         if (Either.isLeft(body)) return Effect.fail(badRequest(target, body.left))
         return Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Http.postJson(client, endpoint, {
@@ -878,13 +939,17 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
 
     const stream = (request: ChatRequest, target: Target): Stream.Stream<ChatChunk, Errors.ProviderError> =>
       Stream.suspend(() => {
-        const prepared = prepare(target)
-        if (Either.isLeft(prepared)) return Stream.fail(prepared.left)
-        const { endpoint, url } = prepared.right
-        const body = toWireRequest({ ...request, model: target.model }, { ...wireOptions, stream: true })
+        const p = prepared(target)
+        if (Either.isLeft(p)) return Stream.fail(p.left)
+        const { dropped, endpoint, url } = p.right
+        const body = toWireRequest(adapt(request, target, dropped), { ...wireOptions, stream: true })
         if (Either.isLeft(body)) return Stream.fail(badRequest(target, body.left))
         return Stream.unwrap(Effect.map(Clock.currentTimeMillis, (now) => {
-          const mapper = makeChunkMapper({ createdMs: now, model: target.model })
+          const mapper = makeChunkMapper({
+            createdMs: now,
+            model: target.model,
+            redact: (text) => Http.scrub(endpoint, text)
+          })
           return Http.postSse<ChatChunk>(client, endpoint, {
             url,
             body: body.right,
@@ -899,7 +964,7 @@ export const make = (options: Options = {}): Effect.Effect<Provider, never, Http
               }
               const failure = pushed.left
               if (failure._tag === "Malformed") return Http.fail(endpoint, "MalformedResponse", `${name}: ${failure.message}`)
-              const e = errorFromStreamEvent(failure, { provider: name, deploymentId: target.deploymentId, now })
+              const e = errorFromStreamEvent(failure, { provider: name, deploymentId: target.deploymentId, now }, table)
               return Http.fail(endpoint, e._tag, e.message, e.status)
             },
             endName: "message_stop"

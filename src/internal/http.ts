@@ -29,6 +29,10 @@
  *   `errorFromPayload(endpoint, raw, status?)`: helpers for reading events and bodies.
  * - `fromHttpClientError(endpoint, error)`, `timeoutError(endpoint, what, duration)`,
  *   `fail(endpoint, tag, message, status?)`: typed errors, scrubbed of secrets.
+ * - `scrub(endpoint, text)`, `clip(endpoint, text, max)`: upstream text with the endpoint's
+ *   secrets replaced. Every piece of upstream text an error keeps is scrubbed before it is cut
+ *   to length (`clip`): cut first, a key straddling the cut would survive in part.
+ * - `checkRules(rules, path)`: the issues of user-given error rules (`errorRules` options).
  *
  * Rate-limit headers of every response (success or failure) go to `endpoint.reportRateLimit`.
  * Each request runs in a scope of its own (`HttpClient.withScope`): a timeout, an interrupt,
@@ -48,6 +52,8 @@ import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -58,6 +64,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import * as Errors from "../Errors.js"
 import type { RateLimitInfo, Target } from "../Provider.js"
 import * as ErrorMapping from "../ErrorMapping.js"
@@ -142,15 +149,117 @@ export const makeEndpoint = (options: {
 }
 
 // ---------------------------------------------------------------------------
+// User-given error rules
+// ---------------------------------------------------------------------------
+
+// A record, not a list, so that a new error tag in Errors.ts fails to compile here until added.
+const errorTags: { readonly [K in ErrorTag]: true } = {
+  RateLimited: true,
+  Timeout: true,
+  ContextWindowExceeded: true,
+  ContentPolicy: true,
+  QuotaExceeded: true,
+  Authentication: true,
+  ModelNotFound: true,
+  BadRequest: true,
+  ServerError: true,
+  NetworkError: true,
+  MalformedResponse: true
+}
+const ruleFields: ReadonlySet<string> = new Set(["status", "code", "message", "error"])
+
+const isStatus = (u: unknown): u is number => typeof u === "number" && Number.isInteger(u) && u >= 100 && u <= 599
+
+const show = (u: unknown): string =>
+  typeof u === "string" ? JSON.stringify(u) : Array.isArray(u) ? "an array" : u === null ? "null" : typeof u
+
+/**
+ * What is wrong with user-given error rules (a provider's `errorRules` option), one issue per
+ * bad field with its path under `path` (`errorRules[1].status`); empty when they are fine.
+ * Besides types, it refuses what would silently misbehave: a field name the table does not
+ * read (a misspelt `status` would leave a rule matching every failure), a rule with no
+ * condition, a `RegExp` with the `g` or `y` flag (its `test` depends on the previous call).
+ *
+ * @internal
+ */
+export const checkRules = (
+  rules: unknown,
+  path: string
+): Array<{ readonly path: string; readonly message: string }> => {
+  if (!Array.isArray(rules)) return [{ path, message: `expected an array of rules, got ${show(rules)}` }]
+  const issues: Array<{ readonly path: string; readonly message: string }> = []
+  rules.forEach((rule: unknown, index) => {
+    const at = `${path}[${index}]`
+    if (typeof rule !== "object" || rule === null || Array.isArray(rule)) {
+      issues.push({ path: at, message: `expected a rule { status?, code?, message?, error }, got ${show(rule)}` })
+      return
+    }
+    const record = rule as Record<string, unknown>
+    for (const key of Object.keys(record)) {
+      if (!ruleFields.has(key)) issues.push({ path: `${at}.${key}`, message: "unknown field: a rule has status, code, message and error" })
+    }
+    const { code, error, message, status } = record
+    if (typeof error !== "string" || !Object.prototype.hasOwnProperty.call(errorTags, error)) {
+      issues.push({ path: `${at}.error`, message: `expected one of ${Object.keys(errorTags).join(", ")}; got ${show(error)}` })
+    }
+    if (
+      status !== undefined &&
+      !(isStatus(status) ||
+        (Array.isArray(status) && status.length === 2 && isStatus(status[0]) && isStatus(status[1]) && status[0] <= status[1]))
+    ) {
+      issues.push({
+        path: `${at}.status`,
+        message: `expected an HTTP status (an integer from 100 to 599) or a range [from, to] of them with from <= to; got ${
+          Array.isArray(status) ? JSON.stringify(status) : show(status)
+        }`
+      })
+    }
+    if (code !== undefined && !(Array.isArray(code) && code.every((c) => typeof c === "string" && c !== ""))) {
+      issues.push({ path: `${at}.code`, message: `expected an array of error codes or types (non-empty strings); got ${show(code)}` })
+    }
+    if (message !== undefined) {
+      if (!(message instanceof RegExp)) {
+        issues.push({ path: `${at}.message`, message: `expected a RegExp; got ${show(message)}` })
+      } else if (message.global || message.sticky) {
+        issues.push({
+          path: `${at}.message`,
+          message: `${String(message)}: drop the g and y flags (with them, test() starts where the previous match ended)`
+        })
+      }
+    }
+    if (status === undefined && code === undefined && message === undefined) {
+      issues.push({ path: at, message: "a rule needs a status, code or message: without any it would match every failure" })
+    }
+  })
+  return issues
+}
+
+// ---------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------
 
-const scrub = (endpoint: Endpoint, text: string): string => {
+/**
+ * `text` with every secret of the endpoint replaced by `<redacted>`. Run on error paths only.
+ *
+ * @internal
+ */
+export const scrub = (endpoint: Endpoint, text: string): string => {
   let out = text
   for (const secret of endpoint.secretValues) {
     if (out.includes(secret)) out = out.split(secret).join("<redacted>")
   }
   return out
+}
+
+/**
+ * Upstream text scrubbed, then cut to `max` characters: in that order, since a secret cut in
+ * half can no longer be found.
+ *
+ * @internal
+ */
+export const clip = (endpoint: Endpoint, text: string, max: number): string => {
+  const scrubbed = scrub(endpoint, text)
+  return scrubbed.length > max ? scrubbed.slice(0, max) : scrubbed
 }
 
 /**
@@ -173,11 +282,6 @@ export const fail = (
     retryAfter
   })
 
-const rescrub = (endpoint: Endpoint, error: ProviderError): ProviderError =>
-  endpoint.secretValues.length === 0 || scrub(endpoint, error.message) === error.message
-    ? error
-    : fail(endpoint, error._tag, error.message, error.status, error.retryAfter)
-
 /**
  * A `Timeout` for a wait that took too long.
  *
@@ -193,15 +297,21 @@ const networkCodes = new Set([
 const timeoutCodes = new Set(["ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"])
 const networkMessage = /terminated|other side closed|socket hang up|fetch failed|network|ECONN|EPIPE/i
 
-/** Codes and messages along an error's cause chain (never its request, which holds headers). */
-const describeCause = (cause: unknown): { readonly code: string | undefined; readonly text: string } => {
+/**
+ * Codes and messages along an error's cause chain (never its request, which holds headers),
+ * each message scrubbed, then cut.
+ */
+const describeCause = (
+  endpoint: Endpoint,
+  cause: unknown
+): { readonly code: string | undefined; readonly text: string } => {
   let code: string | undefined
   const texts: Array<string> = []
   let node: unknown = cause
   for (let depth = 0; depth < 6 && typeof node === "object" && node !== null; depth++) {
     const record = node as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown }
     if (code === undefined && typeof record.code === "string") code = record.code
-    if (typeof record.message === "string" && record.message !== "") texts.push(record.message.slice(0, 200))
+    if (typeof record.message === "string" && record.message !== "") texts.push(clip(endpoint, record.message, 200))
     node = record.cause ?? (Array.isArray(record.errors) ? record.errors[0] : undefined)
   }
   return { code, text: texts.join(": ") }
@@ -216,7 +326,7 @@ const describeCause = (cause: unknown): { readonly code: string | undefined; rea
  */
 export const fromHttpClientError = (endpoint: Endpoint, error: HttpClientError.HttpClientError): ProviderError => {
   if (error._tag === "ResponseError") return fromBodyError(endpoint, error.cause, error.response.status, error.reason)
-  const { code, text } = describeCause(error.cause)
+  const { code, text } = describeCause(endpoint, error.cause)
   const detail = code ?? (text === "" ? error.reason : text)
   if (code !== undefined && timeoutCodes.has(code)) {
     return fail(endpoint, "Timeout", `${endpoint.provider}: transport timeout (${detail})`)
@@ -239,7 +349,7 @@ export const fromBodyError = (
   status: number | undefined,
   reason = "Decode"
 ): ProviderError => {
-  const { code, text } = describeCause(cause)
+  const { code, text } = describeCause(endpoint, cause)
   const detail = code ?? (text === "" ? reason : text)
   if (code !== undefined && timeoutCodes.has(code)) {
     return fail(endpoint, "Timeout", `${endpoint.provider}: transport timeout (${detail})`, status)
@@ -286,7 +396,9 @@ const statusOfCode: Readonly<Record<string, number>> = {
  *
  * @internal
  */
-export const errorFromPayload = (endpoint: Endpoint, raw: string, status?: number | undefined): ProviderError => {
+export const errorFromPayload = (endpoint: Endpoint, payload: string, status?: number | undefined): ProviderError => {
+  // before parseBody, which cuts the message
+  const raw = scrub(endpoint, payload)
   const { codes, message } = ErrorMapping.parseBody(raw)
   let derived = status ?? numericStatus(raw)
   if (derived === undefined) {
@@ -326,8 +438,8 @@ const numericStatus = (raw: string): number | undefined => {
 // Decoding helpers
 // ---------------------------------------------------------------------------
 
-const preview = (text: string) => {
-  const trimmed = text.trim()
+const preview = (endpoint: Endpoint, text: string) => {
+  const trimmed = clip(endpoint, text.trim(), 81)
   return trimmed === "" ? "(empty)" : trimmed.length > 80 ? `${JSON.stringify(trimmed.slice(0, 80))}...` : JSON.stringify(trimmed)
 }
 
@@ -345,12 +457,13 @@ export const parseJson = (
   try {
     return Either.right(JSON.parse(text))
   } catch {
-    return Either.left(fail(endpoint, "MalformedResponse", `${endpoint.provider}: ${what} is not JSON: ${preview(text)}`, status))
+    return Either.left(fail(endpoint, "MalformedResponse", `${endpoint.provider}: ${what} is not JSON: ${preview(endpoint, text)}`, status))
   }
 }
 
 /**
- * A decoder of a schema whose failure is a short message (the first issue and its path).
+ * A decoder of a schema whose failure is a message (the first issue and its path). The message
+ * may quote upstream values at any length: put it in an error through `clip`.
  *
  * @internal
  */
@@ -364,7 +477,7 @@ export const decoder = <A, I>(schema: Schema.Schema<A, I>): (u: unknown) => Eith
     const message = first === undefined
       ? "does not match the expected shape"
       : `${first.path.length > 0 ? `at ${first.path.join(".")}: ` : ""}${first.message}`
-    return Either.left(message.slice(0, 200))
+    return Either.left(message)
   }
 }
 
@@ -398,8 +511,11 @@ const buildRequest = (
   }))
 }
 
-/** Effect's own tracer: it exports spans nowhere. */
-const builtinTracer = Effect.runSync(Effect.tracer)
+/**
+ * Effect's own tracer (it exports spans nowhere), read from the default services: a lookup, so
+ * importing this module runs no Effect.
+ */
+const builtinTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
 /**
  * Runs the request. With a tracer installed, the client's span has the endpoint's secret header
@@ -443,17 +559,15 @@ const failedResponse = (
   Effect.flatMap(
     Effect.zip(Effect.orElseSucceed(response.text, () => ""), Clock.currentTimeMillis),
     ([body, now]) =>
-      Effect.fail(rescrub(
-        endpoint,
-        ErrorMapping.fromResponse({
-          provider: endpoint.provider,
-          deploymentId: endpoint.deploymentId,
-          status: response.status,
-          headers: response.headers,
-          body,
-          now
-        }, endpoint.rules)
-      ))
+      Effect.fail(ErrorMapping.fromResponse({
+        provider: endpoint.provider,
+        deploymentId: endpoint.deploymentId,
+        status: response.status,
+        headers: response.headers,
+        // before the mapping, which cuts the message
+        body: scrub(endpoint, body),
+        now
+      }, endpoint.rules))
   )
 
 const isOk = (status: number) => status >= 200 && status < 300
@@ -576,7 +690,7 @@ export const postJson = <A>(
               : Effect.fail(fail(
                 endpoint,
                 "MalformedResponse",
-                `${endpoint.provider}: unexpected response body: ${decoded.left}`,
+                `${endpoint.provider}: unexpected response body: ${clip(endpoint, decoded.left, 200)}`,
                 response.status
               ))
           }

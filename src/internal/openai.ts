@@ -13,7 +13,8 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type * as Sse from "@effect/experimental/Sse"
-import type * as Errors from "../Errors.js"
+import * as ErrorMapping from "../ErrorMapping.js"
+import * as Errors from "../Errors.js"
 import {
   ChatChunk,
   type ChatRequest,
@@ -142,8 +143,9 @@ export function toWireChatRequest(
     body.messages = request.messages.map(withoutCacheControl) as Array<WireMessage>
     if (request.tools !== undefined) body.tools = request.tools.map(withoutCacheControl) as NonNullable<WireChatStreamRequest["tools"]>
   }
-  if (body.max_tokens !== undefined && body.max_completion_tokens === undefined && refusesMaxTokens(request.model)) {
-    body.max_completion_tokens = body.max_tokens
+  if (body.max_tokens !== undefined && refusesMaxTokens(request.model)) {
+    // refused even beside max_completion_tokens, which then wins
+    if (body.max_completion_tokens === undefined) body.max_completion_tokens = body.max_tokens
     delete body.max_tokens
   }
   if (options?.stream === true) {
@@ -184,6 +186,134 @@ const withoutCacheControl = <A extends { readonly cache_control?: unknown; reado
  * `max_completion_tokens`; also under an `openai/` prefix (OpenRouter).
  */
 const refusesMaxTokens = (model: string): boolean => /^(openai\/)?(o\d|gpt-5)/i.test(model)
+
+// ---------------------------------------------------------------------------
+// Parameters a model refuses
+// ---------------------------------------------------------------------------
+
+/** A request parameter a model refuses: unless it has the one value the model takes, if any. */
+interface Refusal {
+  readonly param: "temperature" | "top_p" | "presence_penalty" | "frequency_penalty" | "stop"
+  readonly only?: number
+}
+
+const temperature: Refusal = { param: "temperature", only: 1 }
+const topP: Refusal = { param: "top_p", only: 1 }
+const sampling: ReadonlyArray<Refusal> = [
+  temperature,
+  topP,
+  { param: "presence_penalty", only: 0 },
+  { param: "frequency_penalty", only: 0 }
+]
+const withStop: ReadonlyArray<Refusal> = [...sampling, { param: "stop" }]
+const noRefusals: ReadonlyArray<Refusal> = []
+
+/** The refused parameters a request carries. */
+type RefusalCheck = (request: ChatRequest) => ReadonlyArray<Refusal>
+
+const carrying = (refusals: ReadonlyArray<Refusal>): RefusalCheck => (request) => {
+  let out: Array<Refusal> | undefined
+  for (const refusal of refusals) {
+    const value = request[refusal.param]
+    if (value !== undefined && value !== refusal.only) (out ??= []).push(refusal)
+  }
+  return out ?? noRefusals
+}
+
+/**
+ * What OpenAI's reasoning models are known to refuse (OpenAI's reasoning guide and the 400s
+ * its API answers, `unsupported_value` / `unsupported_parameter`), by model id, also after
+ * `openai/`; `undefined` for models that refuse none of our parameters:
+ *
+ * - o-series (o1, o3-mini, o3, o4-mini...) and gpt-5, gpt-5-mini, gpt-5-nano: `temperature`
+ *   and `top_p` other than 1, `presence_penalty` and `frequency_penalty` other than 0;
+ * - o3, o4-mini and gpt-5 (not 5.x): `stop` too;
+ * - gpt-5.1 and later: `temperature` and `top_p` other than 1 only with a `reasoning_effort`
+ *   (their default effort is `none`, under which they sample like chat models);
+ * - gpt-5-chat models are chat models: nothing.
+ *
+ * Not listed, being accepted or unproven: `seed`, `parallel_tool_calls`.
+ *
+ * @internal
+ */
+export const refusalsOf = (model: string): RefusalCheck | undefined => {
+  const id = model.toLowerCase().replace(/^openai\//, "")
+  if (/^gpt-5(\.\d+)?-chat/.test(id)) return undefined
+  if (/^gpt-5\.\d/.test(id)) {
+    const check = carrying([temperature, topP])
+    return (request) => request.reasoning_effort === undefined ? noRefusals : check(request)
+  }
+  if (/^gpt-5(?![.\d])/.test(id) || /^(o3(?!-mini)|o4)(?!\d)/.test(id)) return carrying(withStop)
+  if (/^o\d/.test(id)) return carrying(sampling)
+  return undefined
+}
+
+/**
+ * What a target drops from requests (its `dropParams`), prepared once: `known` drops the
+ * refused parameters instead of failing, `named` are dropped whatever the model.
+ *
+ * @internal
+ */
+export interface Dropping {
+  readonly known: boolean
+  readonly named: ReadonlyArray<keyof ChatRequest> | undefined
+}
+
+// never dropped, whatever a list says: without them there is no request
+const essential: ReadonlySet<string> = new Set(["model", "messages"])
+
+/** @internal */
+export const droppingOf = (dropParams: Target["dropParams"]): Dropping => ({
+  known: dropParams !== undefined && dropParams !== false,
+  named: namedOf(dropParams)
+})
+
+const namedOf = (dropParams: Target["dropParams"]): ReadonlyArray<keyof ChatRequest> | undefined => {
+  if (!Array.isArray(dropParams)) return undefined
+  const named = (dropParams as ReadonlyArray<string>).filter((name) => !essential.has(name))
+  // none: the fast path (no copy, no loop) stays open
+  return named.length === 0 ? undefined : named as ReadonlyArray<keyof ChatRequest>
+}
+
+const describeRefusal = (refusal: Refusal, request: ChatRequest): string =>
+  refusal.only === undefined
+    ? refusal.param
+    : `${refusal.param} ${JSON.stringify(request[refusal.param])} (it takes only ${refusal.only})`
+
+/**
+ * The request without the parameters the target drops, or why it cannot be sent: a parameter
+ * the model refuses, which the target does not drop. The request is copied only when something
+ * is dropped.
+ *
+ * @internal
+ */
+export const dropRefused = (
+  request: ChatRequest,
+  refusals: RefusalCheck | undefined,
+  dropping: Dropping
+): Either.Either<ChatRequest, string> => {
+  const refused = refusals === undefined ? noRefusals : refusals(request)
+  if (refused.length === 0 && dropping.named === undefined) return Either.right(request)
+  if (refused.length > 0 && !dropping.known) {
+    return Either.left(
+      `${request.model} does not accept ${refused.map((r) => describeRefusal(r, request)).join(", ")}; ` +
+        `set dropParams: true on the deployment to drop ${refused.length === 1 ? "it" : "them"}, or leave ${
+          refused.length === 1 ? "it" : "them"
+        } out of the request`
+    )
+  }
+  let out: Record<string, unknown> | undefined
+  for (const refusal of refused) {
+    out ??= { ...request }
+    delete out[refusal.param]
+  }
+  for (const name of dropping.named ?? []) {
+    if (request[name] === undefined) continue
+    out ??= { ...request }
+    delete out[name]
+  }
+  return Either.right(out === undefined ? request : out as ChatRequest)
+}
 
 /**
  * Builds the wire body of an embedding request (without our `metadata`).
@@ -266,7 +396,7 @@ const readEvent = (endpoint: Http.Endpoint, event: Sse.Event, out: Array<ChatChu
   if (isAnnotationOnly(json.right)) return undefined
   const chunk = decodeChunk(normalizeFinishReasons(json.right))
   if (Either.isLeft(chunk)) {
-    return Http.fail(endpoint, "MalformedResponse", `${endpoint.provider}: unexpected stream chunk: ${chunk.left}`)
+    return Http.fail(endpoint, "MalformedResponse", `${endpoint.provider}: unexpected stream chunk: ${Http.clip(endpoint, chunk.left, 200)}`)
   }
   out.push(chunk.right)
   return undefined
@@ -278,6 +408,10 @@ const readEvent = (endpoint: Http.Endpoint, event: Sse.Event, out: Array<ChatChu
 
 interface Prepared {
   readonly endpoint: Http.Endpoint
+  /** The target's model and what it refuses (requests name it: the router sets it). */
+  readonly model: string
+  readonly refusals: RefusalCheck | undefined
+  readonly dropping: Dropping
   readonly chatUrl: string
   readonly embedUrl: string
   readonly urlParams: Readonly<Record<string, string>> | undefined
@@ -303,6 +437,9 @@ export const makeWith = (
   const idleTimeout = options.idleTimeout === undefined ? defaultIdleTimeout : Duration.decode(options.idleTimeout)
   const includeUsage = options.includeUsageInStream !== false
   const azure = options.azure
+  const rules = options.errorRules === undefined || options.errorRules.length === 0
+    ? ErrorMapping.rules
+    : [...options.errorRules, ...ErrorMapping.rules]
 
   const prepare = (target: Target): Prepared => {
     const apiKey = target.apiKey ?? options.apiKey ?? envKey
@@ -325,7 +462,7 @@ export const makeWith = (
     if (options.headers !== undefined) {
       for (const [key, value] of Object.entries(options.headers)) headers[key.toLowerCase()] = value
     }
-    const endpoint = Http.makeEndpoint({ provider: name, target, headers })
+    const endpoint = Http.makeEndpoint({ provider: name, target, headers, rules })
     // the key of the call may come from the options or the environment: scrub it too
     const secretValues = apiKey !== undefined && !endpoint.secretValues.includes(Redacted.value(apiKey))
       ? [...endpoint.secretValues, Redacted.value(apiKey)]
@@ -333,6 +470,9 @@ export const makeWith = (
     const timeout = target.timeout ?? optionTimeout ?? defaultTimeout
     return {
       endpoint: { ...endpoint, secretValues },
+      model: target.model,
+      refusals: refusalsOf(target.model),
+      dropping: droppingOf(target.dropParams),
       chatUrl,
       embedUrl,
       urlParams: azure === undefined ? undefined : { "api-version": azure.apiVersion },
@@ -352,9 +492,15 @@ export const makeWith = (
     return out
   }
 
+  /** The request as the target takes it (its dropped parameters left out), or why not. */
+  const adapt = (p: Prepared, request: ChatRequest) =>
+    dropRefused(request, request.model === p.model ? p.refusals : refusalsOf(request.model), p.dropping)
+
   const chat: Provider["chat"] = (request, target) => {
     const p = prepared(target)
-    const body = toWireChatRequest(request)
+    const adapted = adapt(p, request)
+    if (Either.isLeft(adapted)) return Effect.fail(Http.fail(p.endpoint, "BadRequest", `${name}: ${adapted.left}`))
+    const body = toWireChatRequest(adapted.right)
     if (Either.isLeft(body)) return Effect.fail(Http.fail(p.endpoint, "BadRequest", `${name}: ${body.left}`))
     return Http.postJson(client, p.endpoint, {
       url: p.chatUrl,
@@ -368,7 +514,9 @@ export const makeWith = (
   const stream: Provider["stream"] = (request, target) =>
     Stream.suspend(() => {
       const p = prepared(target)
-      const body = toWireChatRequest(request, { stream: true, includeUsage })
+      const adapted = adapt(p, request)
+      if (Either.isLeft(adapted)) return Stream.fail(Http.fail(p.endpoint, "BadRequest", `${name}: ${adapted.left}`))
+      const body = toWireChatRequest(adapted.right, { stream: true, includeUsage })
       if (Either.isLeft(body)) return Stream.fail(Http.fail(p.endpoint, "BadRequest", `${name}: ${body.left}`))
       return Http.postSse(client, p.endpoint, {
         url: p.chatUrl,
@@ -411,8 +559,12 @@ const envKeyOf = (options: Options): Effect.Effect<Redacted.Redacted<string> | u
 }
 
 /** @internal */
-export const make = (options: Options = {}): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+export const make = (options: Options = {}): Effect.Effect<Provider, Errors.InvalidConfig, HttpClient.HttpClient> =>
   Effect.gen(function*() {
+    if (options.errorRules !== undefined) {
+      const issues = Http.checkRules(options.errorRules, "errorRules")
+      if (issues.length > 0) return yield* Effect.fail(Errors.InvalidConfig.fromIssues(issues))
+    }
     const client = yield* HttpClient.HttpClient
     const envKey = yield* envKeyOf(options)
     return makeWith(client, options, envKey)

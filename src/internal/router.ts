@@ -150,9 +150,7 @@ export const make = (config: Config) =>
     }
 
     const pools = new Map<string, Array<Deployment>>()
-    const byId = new Map<string, Deployment>()
     for (const d of deployments) {
-      byId.set(d.id, d)
       const pool = pools.get(d.group)
       if (pool === undefined) pools.set(d.group, [d])
       else pool.push(d)

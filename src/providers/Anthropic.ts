@@ -17,7 +17,8 @@
  * - `stop` becomes `stop_sequences`, `user` `metadata.user_id`; `temperature` is clamped to
  *   Anthropic's range [0, 1]; `top_p` is passed on; `seed`, `presence_penalty` and
  *   `frequency_penalty` are dropped (Anthropic has none), and so is `reasoning_effort`
- *   (extended thinking is not mapped yet);
+ *   (extended thinking is not mapped yet); a deployment's `dropParams` list drops the
+ *   parameters it names too (`["top_p", "stop"]`);
  * - `cache_control` on a content part, a message (its last block, or the tool result) or a tool
  *   is put on the matching block (system prompts with one become a list of blocks);
  * - `max_tokens` is required by Anthropic: the request's `max_tokens`, else its
@@ -38,15 +39,16 @@
  * Streams: `message_start` gives the first chunk (role), text deltas give content chunks, a
  * `tool_use` block gives a tool-call delta with its id and name and its `input_json_delta`s
  * give argument deltas (indexed by tool call, from 0), `message_delta` gives the last chunk
- * with the finish reason and the usage; the stream ends at `message_stop`. `ping`, thinking and
- * unknown events are skipped. An `error` event is a typed error (`overloaded_error` →
+ * with the finish reason and the usage; the stream ends at `message_stop`. `ping`, thinking,
+ * server-tool blocks (`server_tool_use`, `mcp_tool_use` and their input deltas, results) and
+ * unknown events are skipped, as `chat` drops them. An `error` event is a typed error (`overloaded_error` →
  * `ServerError`); a stream cut before `message_stop`, or an event that is not JSON, is a
  * `MalformedResponse`.
  *
- * Errors go through {@link rules} (Anthropic's rules, then the shared `ErrorMapping` table):
- * 529 overloaded → `ServerError`, "prompt is too long" → `ContextWindowExceeded`, 429 →
- * `RateLimited` with `retry-after` / `anthropic-ratelimit-*-reset`. The API key never appears
- * in an error.
+ * Errors go through the `errorRules` option, then {@link rules} (Anthropic's rules, then the
+ * shared `ErrorMapping` table): 529 overloaded → `ServerError`, "prompt is too long" →
+ * `ContextWindowExceeded`, 429 → `RateLimited` with `retry-after` /
+ * `anthropic-ratelimit-*-reset`. The API key never appears in an error, not even in part.
  *
  * @example
  * import { NodeHttpClient } from "@effect/platform-node"
@@ -70,6 +72,7 @@ import type * as Either from "effect/Either"
 import type * as Redacted from "effect/Redacted"
 import * as internal from "../internal/anthropic.js"
 import type * as Errors from "../Errors.js"
+import type { InvalidConfig } from "../Errors.js"
 import type { ChatChunk, ChatRequest, ChatResponse, FinishReason, Provider, Usage as ChatUsage } from "../Provider.js"
 import type * as ErrorMapping from "../ErrorMapping.js"
 
@@ -93,6 +96,14 @@ import type * as ErrorMapping from "../ErrorMapping.js"
  * - `idleTimeout`: bounds every later wait for stream data (default 2 minutes; Anthropic sends
  *   `ping` events while the model thinks, so a silent stream is a stuck one).
  * - `name`: the provider name put on errors (default `"anthropic"`).
+ * - `errorRules`: your own error rules, tried before {@link rules} (first match wins): for a
+ *   proxy with error codes of its own, or to change what a status means (`{ status: 409,
+ *   error: "BadRequest" }` makes a 409 not retryable). They apply to error statuses, error
+ *   objects in a 2xx body and `error` events in a stream alike (a stream's error event is
+ *   matched with the status Anthropic documents for its type: `overloaded_error` is 529). Each
+ *   rule needs a `status` (a code from 100 to 599, or a range `[from, to]`), a `code` list or a
+ *   `message` pattern (no `g` or `y` flag), and an `error` tag; `make` fails with
+ *   `InvalidConfig` naming each bad field otherwise.
  *
  * @example
  * import { Redacted } from "effect"
@@ -100,7 +111,9 @@ import type * as ErrorMapping from "../ErrorMapping.js"
  *   apiKey: Redacted.make("sk-ant-..."),
  *   beta: ["prompt-caching-2024-07-31"],
  *   defaultMaxTokens: 8192,
- *   idleTimeout: "30 seconds"
+ *   idleTimeout: "30 seconds",
+ *   // overloaded: wait like a rate limit rather than count as a server failure
+ *   errorRules: [{ code: ["overloaded_error"], error: "RateLimited" }]
  * }
  * @since 0.1.0
  */
@@ -116,11 +129,13 @@ export interface Options {
   readonly timeout?: Duration.DurationInput | undefined
   readonly firstByteTimeout?: Duration.DurationInput | undefined
   readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly errorRules?: ReadonlyArray<ErrorMapping.Rule> | undefined
 }
 
 /**
  * Builds the Anthropic provider over the `HttpClient` in context. Embeddings fail with a
- * `BadRequest` (Anthropic has no embeddings endpoint).
+ * `BadRequest` (Anthropic has no embeddings endpoint). Fails with `InvalidConfig` when
+ * `errorRules` holds a rule that cannot work.
  *
  * @example
  * import { NodeHttpClient } from "@effect/platform-node"
@@ -130,7 +145,7 @@ export interface Options {
  * const provider = Anthropic.make({ defaultMaxTokens: 1024 }).pipe(Effect.provide(NodeHttpClient.layerUndici))
  * @since 0.1.0
  */
-export const make: (options?: Options) => Effect.Effect<Provider, never, HttpClient.HttpClient> = internal.make
+export const make: (options?: Options) => Effect.Effect<Provider, InvalidConfig, HttpClient.HttpClient> = internal.make
 
 /**
  * A text content block of a request.
@@ -286,14 +301,24 @@ export interface ChunkMapper {
 
 /**
  * Makes a {@link ChunkMapper}; `createdMs` becomes every chunk's `created`, `model` their
- * model until `message_start` names it.
+ * model until `message_start` names it. `redact` is applied to the upstream text a failure
+ * keeps (an `error` event's message and data) before that text is cut to length: pass one that
+ * takes your API key out, so that no part of it survives the cut.
  *
  * @example
- * const mapper = Anthropic.makeChunkMapper({ createdMs: 0, model: "claude-sonnet-4-5" })
+ * const key = "sk-ant-..."
+ * const mapper = Anthropic.makeChunkMapper({
+ *   createdMs: 0,
+ *   model: "claude-sonnet-4-5",
+ *   redact: (text) => text.split(key).join("<redacted>")
+ * })
  * @since 0.1.0
  */
-export const makeChunkMapper: (options: { readonly createdMs: number; readonly model: string }) => ChunkMapper =
-  internal.makeChunkMapper
+export const makeChunkMapper: (options: {
+  readonly createdMs: number
+  readonly model: string
+  readonly redact?: ((text: string) => string) | undefined
+}) => ChunkMapper = internal.makeChunkMapper
 
 /**
  * Usage as this provider reports it: our usage plus the prompt-cache counts.
@@ -332,7 +357,8 @@ export const rules: ReadonlyArray<ErrorMapping.Rule> = internal.rules
 
 /**
  * Maps an `error` event of a stream to its typed error. The HTTP status was 200; the error's
- * `status` is the one Anthropic documents for its type (`overloaded_error` → 529).
+ * `status` is the one Anthropic documents for its type (`overloaded_error` → 529). `table`
+ * defaults to {@link rules}.
  *
  * @example
  * Anthropic.errorFromStreamEvent(
@@ -343,7 +369,8 @@ export const rules: ReadonlyArray<ErrorMapping.Rule> = internal.rules
  */
 export const errorFromStreamEvent: (
   failure: { readonly errorType: string; readonly message: string; readonly body: string },
-  context: { readonly provider: string; readonly deploymentId: string; readonly now: number }
+  context: { readonly provider: string; readonly deploymentId: string; readonly now: number },
+  table?: ReadonlyArray<ErrorMapping.Rule>
 ) => Errors.ProviderError = internal.errorFromStreamEvent
 
 /**

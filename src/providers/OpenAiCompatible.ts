@@ -10,12 +10,22 @@
  *   `parallel_tool_calls`, penalties, `max_completion_tokens` and `reasoning_effort` pass
  *   through as OpenAI defines them. For OpenAI's reasoning models (a model id starting with
  *   `o1`-`o9` or `gpt-5`, also after `openai/`), which reject `max_tokens`, a request's
- *   `max_tokens` is sent as `max_completion_tokens`, so one request fits every deployment of a
- *   group. Cache breakpoints (`cache_control`, Anthropic's) are not sent
+ *   `max_tokens` is sent as `max_completion_tokens` (and left out when the request gives both),
+ *   so one request fits every deployment of a group. Cache breakpoints (`cache_control`,
+ *   Anthropic's) are not sent
+ * - parameters a model is known to refuse: OpenAI's o-series and gpt-5 models (not gpt-5-chat)
+ *   refuse `temperature` and `top_p` other than 1 and penalties other than 0; o3, o4-mini and
+ *   gpt-5 refuse `stop`; gpt-5.1 and later refuse `temperature` and `top_p` other than 1 when a
+ *   `reasoning_effort` is set. By default such a request fails with a `BadRequest` naming the
+ *   parameter, before anything is sent; a deployment with `dropParams: true` drops them from
+ *   the body instead, and one with a list of parameters drops those too, whatever the model.
+ *   The model is read from its id: an Azure deployment name says nothing, so nothing is known
+ *   to be refused there
  * - Azure OpenAI with `azure: { apiVersion }`: `{apiBase}/openai/deployments/{model}/...?api-version=`
  *   and an `api-key` header
- * - every failure is a typed `ProviderError` (see `ErrorMapping`), carrying the provider name and
- *   the deployment id, never the key; rate-limit headers go to `target.reportRateLimit`
+ * - every failure is a typed `ProviderError` (see `ErrorMapping`, and the `errorRules` option),
+ *   carrying the provider name and the deployment id, never the key (not even a part of it);
+ *   rate-limit headers go to `target.reportRateLimit`
  * - no retries of its own: the router owns retries
  *
  * @since 0.1.0
@@ -24,6 +34,8 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
+import type * as ErrorMapping from "../ErrorMapping.js"
+import type { InvalidConfig } from "../Errors.js"
 import * as internal from "../internal/openai.js"
 import type { Provider } from "../Provider.js"
 
@@ -47,6 +59,13 @@ import type { Provider } from "../Provider.js"
  * - `idleTimeout`: streams, the longest wait for more data once it started (default 2 minutes)
  * - `includeUsageInStream`: send `stream_options: { include_usage: true }` (default true); turn it
  *   off for servers that reject `stream_options`
+ * - `errorRules`: your own error rules, tried before the built-in table (`ErrorMapping.rules`),
+ *   first match wins: for a server with error codes of its own, or to change what a status
+ *   means (`{ status: 409, error: "BadRequest" }` makes a 409 not retryable). They apply to
+ *   error statuses, error objects in a 2xx body and error events in a stream alike. Each rule
+ *   needs a `status` (a code from 100 to 599, or a range `[from, to]`), a `code` list or a
+ *   `message` pattern (no `g` or `y` flag), and an `error` tag; `make` fails with
+ *   `InvalidConfig` naming each bad field otherwise
  *
  * @example
  * import { Duration, Redacted } from "effect"
@@ -57,6 +76,17 @@ import type { Provider } from "../Provider.js"
  *   apiBase: "https://api.groq.com/openai/v1",
  *   apiKey: Redacted.make(process.env.GROQ_API_KEY ?? ""),
  *   idleTimeout: Duration.seconds(30)
+ * }
+ *
+ * // a self-hosted server: its "engine_busy" code is a rate limit, and a 409 is not retryable
+ * const vllm: OpenAiCompatible.Options = {
+ *   name: "vllm",
+ *   apiBase: "http://10.0.0.5:8000/v1",
+ *   apiKeyEnv: false,
+ *   errorRules: [
+ *     { code: ["engine_busy"], error: "RateLimited" },
+ *     { status: 409, error: "BadRequest" }
+ *   ]
  * }
  * @since 0.1.0
  */
@@ -73,6 +103,7 @@ export interface Options {
   readonly firstByteTimeout?: Duration.DurationInput | undefined
   readonly idleTimeout?: Duration.DurationInput | undefined
   readonly includeUsageInStream?: boolean | undefined
+  readonly errorRules?: ReadonlyArray<ErrorMapping.Rule> | undefined
 }
 
 /**
@@ -100,6 +131,7 @@ export const defaultApiBase: string = internal.defaultApiBase
 
 /**
  * Makes the provider with the `HttpClient` in context (captured: calls need nothing more).
+ * Fails with `InvalidConfig` when `errorRules` holds a rule that cannot work.
  *
  * @example
  * import { FetchHttpClient } from "@effect/platform"
@@ -120,4 +152,4 @@ export const defaultApiBase: string = internal.defaultApiBase
  * ).pipe(Layer.provide(Router.defaults), Layer.provide(FetchHttpClient.layer))
  * @since 0.1.0
  */
-export const make: (options?: Options) => Effect.Effect<Provider, never, HttpClient.HttpClient> = internal.make
+export const make: (options?: Options) => Effect.Effect<Provider, InvalidConfig, HttpClient.HttpClient> = internal.make

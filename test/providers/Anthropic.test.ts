@@ -1,6 +1,8 @@
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
+import AnthropicSdk from "@anthropic-ai/sdk"
 import { Cause, Chunk, ConfigProvider, Duration, Effect, Either, Exit, Fiber, Option, Redacted, Stream } from "effect"
+import { readFileSync } from "node:fs"
 import * as util from "node:util"
 import type * as Errors from "../../src/Errors.js"
 import type { ChatChunk, ChatRequest, RateLimitInfo, Target } from "../../src/Provider.js"
@@ -496,6 +498,47 @@ describe("Anthropic.makeChunkMapper", () => {
     expect(contentOf(chunks)).toBe("")
   })
 
+  it("skips server-tool blocks (mcp_tool_use, server_tool_use) and their input deltas: only client tool_use blocks are tool calls", () => {
+    const { chunks, done } = run([
+      streamEvents[0],
+      ["content_block_start", {
+        type: "content_block_start",
+        index: 0,
+        content_block: { type: "mcp_tool_use", id: "mcptoolu_1", name: "search", server_name: "docs", input: {} }
+      }],
+      ["content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: "{\"q\":" } }],
+      ["content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: "\"tides\"}" } }],
+      ["content_block_stop", { type: "content_block_stop", index: 0 }],
+      ["content_block_start", {
+        type: "content_block_start",
+        index: 1,
+        content_block: { type: "mcp_tool_result", tool_use_id: "mcptoolu_1", is_error: false, content: [{ type: "text", text: "found" }] }
+      }],
+      ["content_block_stop", { type: "content_block_stop", index: 1 }],
+      ["content_block_start", { type: "content_block_start", index: 2, content_block: { type: "server_tool_use", id: "srvtoolu_1", name: "web_search", input: {} } }],
+      ["content_block_delta", { type: "content_block_delta", index: 2, delta: { type: "input_json_delta", partial_json: "{\"query\":\"x\"}" } }],
+      ["content_block_stop", { type: "content_block_stop", index: 2 }],
+      ["content_block_start", { type: "content_block_start", index: 3, content_block: { type: "tool_use", id: "toolu_9", name: "weather", input: {} } }],
+      ["content_block_delta", { type: "content_block_delta", index: 3, delta: { type: "input_json_delta", partial_json: "{\"city\":\"Oslo\"}" } }],
+      ["content_block_stop", { type: "content_block_stop", index: 3 }],
+      ["message_delta", { type: "message_delta", delta: { stop_reason: "tool_use" }, usage: { output_tokens: 5 } }],
+      ["message_stop", { type: "message_stop" }]
+    ])
+    expect(done).toBe(true)
+    const calls = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? [])
+    expect(calls.filter((c) => c.id !== undefined).map((c) => [c.index, c.id, c.function?.name])).toEqual([[0, "toolu_9", "weather"]])
+    expect(argumentsOf(chunks, 0)).toBe("{\"city\":\"Oslo\"}")
+    expect(calls.every((c) => c.index === 0)).toBe(true)
+  })
+
+  it("an input_json_delta for a block that never started is malformed", () => {
+    const mapper = Anthropic.makeChunkMapper({ createdMs: NOW, model: "m" })
+    right(mapper.push("message_start", JSON.stringify(streamEvents[0][1])))
+    const delta = { type: "content_block_delta", index: 4, delta: { type: "input_json_delta", partial_json: "{}" } }
+    expect(left(mapper.push("content_block_delta", JSON.stringify(delta))))
+      .toEqual({ _tag: "Malformed", message: "input_json_delta for block 4, which never started" })
+  })
+
   it("reports an error event, malformed JSON, and events out of order", () => {
     const mapper = Anthropic.makeChunkMapper({ createdMs: NOW, model: "m" })
     right(mapper.push("message_start", JSON.stringify(streamEvents[0][1])))
@@ -528,7 +571,7 @@ describe("Anthropic error mapping", () => {
       [400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", "ContextWindowExceeded"],
       [400, "invalid_request_error", "max_tokens: Field required", "BadRequest"],
       [401, "authentication_error", "invalid x-api-key", "Authentication"],
-      [402, "billing_error", "Your credit balance is too low", "Authentication"],
+      [402, "billing_error", "Your credit balance is too low", "QuotaExceeded"],
       [403, "permission_error", "Your API key does not have permission", "Authentication"],
       [404, "not_found_error", "model: claude-9", "ModelNotFound"],
       [413, "request_too_large", "Request exceeds the maximum allowed number of bytes.", "BadRequest"],
@@ -723,6 +766,33 @@ describe("Anthropic.make over HTTP", () => {
       expect(received.headers["anthropic-beta"]).toBe("fine-grained-tool-streaming-2025-05-14")
     })))
 
+  it.scopedLive("streams a reply with a server tool (the SDK's fixture) to the text, tool calls and finish reason chat gives for it", () =>
+    withClient(Effect.gen(function*() {
+      const fixture = readFileSync(new URL("./fixtures/anthropic/stream-a-toolrefusal.sse", import.meta.url), "utf8")
+      const server = yield* Loopback.make({ [PATH]: Loopback.sse([Loopback.raw(fixture)]) })
+      const provider = yield* Anthropic.make()
+      const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(provider.stream(chatRequest, makeTarget(server))))
+
+      // The official SDK reads the same bytes into a message: `chat` is given that message.
+      const sdk = new AnthropicSdk({ apiKey: KEY, baseURL: server.url, maxRetries: 0 })
+      const message = yield* Effect.promise(() =>
+        sdk.messages.stream({ model: "claude-test", max_tokens: 64, messages: [{ role: "user", content: "Hi" }] }).finalMessage()
+      )
+      expect(message.content.map((block) => block.type)).toEqual(["server_tool_use", "web_search_tool_result", "text"])
+      yield* server.route(PATH, Loopback.json(message))
+      const response = yield* provider.chat(chatRequest, makeTarget(server))
+      const choice = response.choices[0]
+
+      expect(contentOf(chunks)).toBe("Here's a summary of this year's solar eclipses and how")
+      expect(contentOf(chunks)).toBe(choice.message.content)
+      expect(chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? [])).toEqual([])
+      expect(choice.message.tool_calls).toBeUndefined()
+      expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe("content_filter")
+      expect(choice.finish_reason).toBe("content_filter")
+      expect(chunks[chunks.length - 1].usage).toEqual(response.usage)
+      expect(chunks.every((c) => c.id === response.id && c.model === response.model)).toBe(true)
+    })))
+
   it.scopedLive("fails a stream with the typed error of a mid-stream error event, after the chunks before it", () =>
     withClient(Effect.gen(function*() {
       const events = textStream(["Hel", "lo"]).slice(0, 4)
@@ -842,7 +912,7 @@ describe("Anthropic.make over HTTP", () => {
         [400, anthropicError("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"), "ContextWindowExceeded"],
         [400, anthropicError("invalid_request_error", "temperature: range"), "BadRequest"],
         [401, anthropicError("authentication_error", "invalid x-api-key"), "Authentication"],
-        [402, anthropicError("billing_error", "Your credit balance is too low"), "Authentication"],
+        [402, anthropicError("billing_error", "Your credit balance is too low"), "QuotaExceeded"],
         [403, anthropicError("permission_error", "not allowed"), "Authentication"],
         [404, anthropicError("not_found_error", "model: claude-test"), "ModelNotFound"],
         [413, anthropicError("request_too_large", "Request exceeds the maximum allowed number of bytes."), "BadRequest"],

@@ -196,7 +196,8 @@ describe("OpenAiCompatible chat", () => {
       yield* ask("gpt-4o-mini", { max_tokens: 100 })
       yield* ask("o3-mini", { max_tokens: 100, reasoning_effort: "low" })
       yield* ask("openai/gpt-5-mini", { max_tokens: 50 })
-      yield* ask("gpt-5", { max_completion_tokens: 64, parallel_tool_calls: false, presence_penalty: 0.5, frequency_penalty: -0.5 })
+      // penalties at the only value gpt-5 takes (others are refused: see DropParams.test.ts)
+      yield* ask("gpt-5", { max_completion_tokens: 64, parallel_tool_calls: false, presence_penalty: 0, frequency_penalty: 0 })
       yield* ask("llama3.2", { max_tokens: 10 })
       const bodies = (yield* server.requests).map((r) => r.body)
       expect(bodies[0]).toMatchObject({ model: "gpt-4o-mini", max_tokens: 100 })
@@ -204,9 +205,28 @@ describe("OpenAiCompatible chat", () => {
       expect(bodies[1]).toEqual({ model: "o3-mini", messages: [{ role: "user", content: "Hi" }], max_completion_tokens: 100, reasoning_effort: "low" })
       expect(bodies[2]).toMatchObject({ max_completion_tokens: 50 })
       expect(bodies[2]).not.toHaveProperty("max_tokens")
-      expect(bodies[3]).toMatchObject({ max_completion_tokens: 64, parallel_tool_calls: false, presence_penalty: 0.5, frequency_penalty: -0.5 })
+      expect(bodies[3]).toMatchObject({ max_completion_tokens: 64, parallel_tool_calls: false, presence_penalty: 0, frequency_penalty: 0 })
       expect(bodies[4]).toMatchObject({ max_tokens: 10 })
       expect(bodies[4]).not.toHaveProperty("max_completion_tokens")
+    }))
+
+  live("sends only max_completion_tokens to OpenAI's reasoning models when a request gives both limits", () =>
+    Effect.gen(function*() {
+      const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.json(chatReply) })
+      const openai = yield* provider()
+      const both = { max_tokens: 100, max_completion_tokens: 64 }
+      for (const model of ["o3-mini", "o1", "gpt-5", "openai/gpt-5-nano", "gpt-4o-mini"]) {
+        yield* openai.chat({ model, messages: [{ role: "user", content: "Hi" }], ...both }, target(server, { model }))
+      }
+      yield* Stream.runDrain(openai.stream({ model: "o4-mini", messages: [{ role: "user", content: "Hi" }], ...both }, target(server)))
+        .pipe(Effect.ignore)
+      const bodies = (yield* server.requests).map((r) => r.body)
+      for (const body of [...bodies.slice(0, 4), bodies[5]]) {
+        expect(body).toMatchObject({ max_completion_tokens: 64 })
+        expect(body, body.model).not.toHaveProperty("max_tokens")
+      }
+      // models that take both get both
+      expect(bodies[4]).toMatchObject({ model: "gpt-4o-mini", max_tokens: 100, max_completion_tokens: 64 })
     }))
 
   live("does not send cache breakpoints (Anthropic's cache_control) to OpenAI-compatible servers", () =>

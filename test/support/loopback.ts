@@ -73,7 +73,7 @@ export type Reply =
 export const json = (body: unknown, options: ReplyOptions = {}): Reply => ({ _tag: "Json", body, options })
 
 /** A raw text reply (default content type `text/plain`). */
-export const text = (body: string, options: ReplyOptions & { readonly contentType?: string } = {}): Reply => ({
+export const text = (body: string, options: ReplyOptions & { readonly contentType?: string | undefined } = {}): Reply => ({
   _tag: "Text",
   body,
   contentType: options.contentType ?? "text/plain",
@@ -83,17 +83,17 @@ export const text = (body: string, options: ReplyOptions & { readonly contentTyp
 /** An event-stream reply. */
 export const sse = (
   items: ReadonlyArray<SseItem>,
-  options: ReplyOptions & { readonly then?: "end" | "stall" | "cut" } = {}
+  options: ReplyOptions & { readonly then?: "end" | "stall" | "cut" | undefined } = {}
 ): Reply => ({ _tag: "Sse", items, then: options.then ?? "end", options })
 
 /** An SSE event; `data` that is not a string is JSON-encoded. */
 export const event = (
   data: unknown,
-  options: { readonly event?: string; readonly delay?: Duration.DurationInput } = {}
+  options: { readonly event?: string | undefined; readonly delay?: Duration.DurationInput | undefined } = {}
 ): SseItem => ({ _tag: "Event", data, event: options.event, delay: options.delay })
 
 /** Text written to an event stream verbatim. */
-export const raw = (text: string, options: { readonly delay?: Duration.DurationInput } = {}): SseItem => ({
+export const raw = (text: string, options: { readonly delay?: Duration.DurationInput | undefined } = {}): SseItem => ({
   _tag: "Raw",
   text,
   delay: options.delay
