@@ -39,6 +39,7 @@ import { RouterState } from "./RouterState.js"
 /**
  * A failed attempt, as the router reports it to the cooldown policy.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Failure {
@@ -54,6 +55,7 @@ export interface Failure {
 /**
  * The cooldown policy's operations, called by the router around every attempt.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Service {
@@ -83,6 +85,7 @@ export interface Service {
  * @example
  * import { Cooldown } from "effect-llm-router"
  * const CooldownLive = Cooldown.layer({ allowedFails: 5, duration: "10 seconds" })
+ * @category Tags
  * @since 0.1.0
  */
 export class Cooldown extends Context.Tag("effect-llm-router/Cooldown")<Cooldown, Service>() {}
@@ -102,6 +105,7 @@ export class Cooldown extends Context.Tag("effect-llm-router/Cooldown")<Cooldown
  * - `longDuration`: first cooldown for errors classed `long` (out of credit). Default 10 minutes.
  * - `maxLongDuration`: their cap when doubling. Default 1 hour.
  *
+ * @category Options
  * @since 0.1.0
  */
 export interface Options {
@@ -120,9 +124,9 @@ export interface Options {
  * Builds the default circuit breaker over the state service.
  *
  * @example
- * import { Effect } from "effect"
  * import { Cooldown } from "effect-llm-router"
  * const cooldown = Cooldown.make({ consecutiveFailures: 3 }) // Effect<Service, InvalidConfig, RouterState>
+ * @category Constructors
  * @since 0.1.0
  */
 export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig, RouterState> = internal.make
@@ -133,6 +137,7 @@ export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig, 
  * @example
  * import { Cooldown } from "effect-llm-router"
  * const CooldownLive = Cooldown.layer({ allowedFails: 3, duration: "30 seconds" })
+ * @category Layers
  * @since 0.1.0
  */
 export const layer = (options?: Options): Layer.Layer<Cooldown, InvalidConfig, RouterState> =>
@@ -144,6 +149,7 @@ export const layer = (options?: Options): Layer.Layer<Cooldown, InvalidConfig, R
  * @example
  * import { Cooldown } from "effect-llm-router"
  * const NoCooldown = Cooldown.disabled
+ * @category Layers
  * @since 0.1.0
  */
 export const disabled: Layer.Layer<Cooldown> = Layer.succeed(Cooldown, internal.disabled)

@@ -20,11 +20,18 @@ import type { Pricing } from "./internal/pricing.js"
 import { builtinPrices as builtin } from "./internal/prices.js"
 import type { RouterState } from "./RouterState.js"
 
+/**
+ * A price per token, in dollars (LiteLLM's unit), with optional cache read and write prices.
+ *
+ * @category Models
+ * @since 0.1.0
+ */
 export type { Pricing } from "./internal/pricing.js"
 
 /**
  * Where spend is kept.
  *
+ * @category Models
  * @since 0.1.0
  */
 export type SpendScope =
@@ -38,6 +45,7 @@ export type SpendScope =
  * (`prompt_tokens_details.cached_tokens` or `cache_read_input_tokens`) and cache writes
  * (`cache_creation_input_tokens`) are priced at the pricing's cache prices when it has them.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface MeteredUsage {
@@ -51,6 +59,7 @@ export interface MeteredUsage {
 /**
  * The cost meter's operations.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Service {
@@ -71,6 +80,7 @@ export interface Service {
  * import { Effect } from "effect"
  * import { CostMeter } from "effect-llm-router"
  * const spentByTeam = Effect.flatMap(CostMeter.CostMeter, (meter) => meter.spend({ tag: "team-a" }))
+ * @category Tags
  * @since 0.1.0
  */
 export class CostMeter extends Context.Tag("effect-llm-router/CostMeter")<CostMeter, Service>() {}
@@ -81,6 +91,7 @@ export class CostMeter extends Context.Tag("effect-llm-router/CostMeter")<CostMe
  * - `prices`: per upstream model, in our form or LiteLLM's (`input_cost_per_token`, ...);
  *   overrides the built-in table
  *
+ * @category Options
  * @since 0.1.0
  */
 export interface Options {
@@ -93,6 +104,7 @@ export interface Options {
  * @example
  * import { CostMeter } from "effect-llm-router"
  * CostMeter.builtinPrices["gpt-4o-mini"].inputCostPerToken // 1.5e-7
+ * @category Constants
  * @since 0.1.0
  */
 export const builtinPrices: Readonly<Record<string, Pricing>> = builtin
@@ -106,6 +118,7 @@ export const builtinPrices: Readonly<Record<string, Pricing>> = builtin
  * const table = CostMeter.fromLiteLLM({
  *   "my-model": { input_cost_per_token: 0.000001, output_cost_per_token: 0.000002, max_input_tokens: 128000 }
  * })
+ * @category Constructors
  * @since 0.1.0
  */
 export const fromLiteLLM: (json: unknown) => Either.Either<Record<string, Pricing>, InvalidConfig> = internal.fromLiteLLM
@@ -116,6 +129,7 @@ export const fromLiteLLM: (json: unknown) => Either.Either<Record<string, Pricin
  * @example
  * import { CostMeter } from "effect-llm-router"
  * const meter = CostMeter.make({ prices: { "my-model": { inputCostPerToken: 1e-6, outputCostPerToken: 2e-6 } } })
+ * @category Constructors
  * @since 0.1.0
  */
 export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig, RouterState> = internal.make
@@ -126,6 +140,7 @@ export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig, 
  * @example
  * import { CostMeter } from "effect-llm-router"
  * const CostLive = CostMeter.layer({ prices: { "llama3": { input_cost_per_token: 0, output_cost_per_token: 0 } } })
+ * @category Layers
  * @since 0.1.0
  */
 export const layer = (options?: Options): Layer.Layer<CostMeter, InvalidConfig, RouterState> =>
@@ -138,6 +153,7 @@ export const layer = (options?: Options): Layer.Layer<CostMeter, InvalidConfig, 
  * import { Effect } from "effect"
  * import { CostMeter } from "effect-llm-router"
  * const program = CostMeter.spend({ group: "fast" }).pipe(Effect.tap((usd) => Effect.log(usd)))
+ * @category Accessors
  * @since 0.1.0
  */
 export const spend = (scope: SpendScope): Effect.Effect<number, never, CostMeter> =>

@@ -72,6 +72,7 @@ const DropParams = Schema.Union(Schema.Boolean, Schema.Array(Schema.String)).pip
  *   tags: ["eu"],
  *   timeout: "30 seconds"
  * }
+ * @category Schemas
  * @since 0.1.0
  */
 export const DeploymentConfig = Schema.Struct({
@@ -95,6 +96,7 @@ export const DeploymentConfig = Schema.Struct({
 /**
  * The config of one deployment, as written by a user.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export type DeploymentConfig = typeof DeploymentConfig.Encoded
@@ -102,6 +104,7 @@ export type DeploymentConfig = typeof DeploymentConfig.Encoded
 /**
  * A deployment as the router holds it: validated, with its provider resolved and its id fixed.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Deployment {
@@ -134,7 +137,9 @@ const decodeOne = Schema.decodeUnknownEither(DeploymentConfig, { errors: "all", 
  * and reorderings because it hashes the config's identity, never its secrets.
  *
  * @example
- * deriveId({ group: "fast", provider: "openai", model: "gpt-4o-mini" }) // "fast/gpt-4o-mini#1b2c3d4e"
+ * import { Deployment } from "effect-llm-router"
+ * Deployment.deriveId({ group: "fast", provider: "openai", model: "gpt-4o-mini" }) // "fast/gpt-4o-mini#197eb3c2"
+ * @category Constructors
  * @since 0.1.0
  */
 export const deriveId = (config: {
@@ -158,7 +163,8 @@ export const deriveId = (config: {
  * import { Either } from "effect"
  * import { Deployment } from "effect-llm-router"
  * const result = Deployment.fromConfig([{ group: "fast", provider: "fake", model: "m", weight: -1 }], {})
- * Either.isLeft(result) // true: deployments[0].weight, deployments[0].provider
+ * Either.isLeft(result) // true: deployments[0].provider (unknown provider "fake"), deployments[0].weight
+ * @category Constructors
  * @since 0.1.0
  */
 export const fromConfig = (

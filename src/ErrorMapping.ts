@@ -13,6 +13,7 @@ import type { RateLimitInfo } from "./Provider.js"
 /**
  * What an upstream answered with, as the mapping sees it.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface HttpFailure {
@@ -32,6 +33,7 @@ export interface HttpFailure {
  * code, or an inclusive range), `code` (the body's error code or type, exact), `message`
  * (a pattern over the body's error message).
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Rule {
@@ -57,6 +59,7 @@ const contentPolicyMessage = /content (management )?policy|content filter|safety
  * @example
  * import { ErrorMapping } from "effect-llm-router"
  * ErrorMapping.rules.find((r) => r.status === 429)?.error // "RateLimited"
+ * @category Mapping
  * @since 0.1.0
  */
 export const rules: ReadonlyArray<Rule> = [
@@ -95,6 +98,7 @@ const MAX_MESSAGE = 500
  * import { ErrorMapping } from "effect-llm-router"
  * ErrorMapping.parseBody('{"error":{"message":"bad key","code":"invalid_api_key"}}')
  * // { codes: ["invalid_api_key"], message: "bad key" }
+ * @category Mapping
  * @since 0.1.0
  */
 export const parseBody = (body: string): { readonly codes: ReadonlyArray<string>; readonly message: string } => {
@@ -147,6 +151,7 @@ const matches = (rule: Rule, status: number, codes: ReadonlyArray<string>, messa
  *   headers: { "retry-after": "2" }, body: '{"error":{"message":"Rate limit reached"}}', now: Date.now()
  * })
  * error._tag // "RateLimited"; error.retryAfter: 2 seconds
+ * @category Mapping
  * @since 0.1.0
  */
 export const fromResponse = (failure: HttpFailure, table: ReadonlyArray<Rule> = rules): Errors.ProviderError => {
@@ -171,6 +176,7 @@ export const fromResponse = (failure: HttpFailure, table: ReadonlyArray<Rule> = 
  * @example
  * import { ErrorMapping } from "effect-llm-router"
  * ErrorMapping.parseGoDuration("6m0s") // 360000
+ * @category Mapping
  * @since 0.1.0
  */
 export const parseGoDuration = (text: string): number | undefined => {
@@ -203,6 +209,7 @@ const parseDate = (text: string, now: number): number | undefined => {
  * @example
  * import { ErrorMapping } from "effect-llm-router"
  * ErrorMapping.parseRetryAfter({ "retry-after-ms": "1500" }, Date.now()) // Duration 1500 millis
+ * @category Mapping
  * @since 0.1.0
  */
 export const parseRetryAfter = (
@@ -256,6 +263,7 @@ const numberHeader = (headers: Readonly<Record<string, string | undefined>>, nam
  * import { ErrorMapping } from "effect-llm-router"
  * ErrorMapping.parseRateLimit({ "x-ratelimit-remaining-requests": "59", "x-ratelimit-limit-requests": "60" }, Date.now())
  * // { remainingRequests: 59, limitRequests: 60, ... }
+ * @category Mapping
  * @since 0.1.0
  */
 export const parseRateLimit = (

@@ -11,6 +11,7 @@ import type * as Duration from "effect/Duration"
 /**
  * One call to one deployment, as recorded on a route and on errors.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Attempt {
@@ -24,6 +25,7 @@ export interface Attempt {
 /**
  * Facts every provider error carries.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface ProviderErrorFields {
@@ -42,7 +44,10 @@ export interface ProviderErrorFields {
  * The upstream said 429: too many requests or tokens.
  *
  * @example
- * new RateLimited({ provider: "openai", deploymentId: "gpt-a", status: 429, message: "slow down", retryAfter: Duration.seconds(2) })
+ * import { Duration } from "effect"
+ * import { Errors } from "effect-llm-router"
+ * new Errors.RateLimited({ provider: "openai", deploymentId: "gpt-a", status: 429, message: "slow down", retryAfter: Duration.seconds(2) })
+ * @category Errors
  * @since 0.1.0
  */
 export class RateLimited extends Data.TaggedError("RateLimited")<ProviderErrorFields> {}
@@ -51,7 +56,9 @@ export class RateLimited extends Data.TaggedError("RateLimited")<ProviderErrorFi
  * The call did not finish in time (ours or the upstream's 408).
  *
  * @example
- * new Timeout({ provider: "openai", deploymentId: "gpt-a", message: "timed out after 30s" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.Timeout({ provider: "openai", deploymentId: "gpt-a", message: "timed out after 30s" })
+ * @category Errors
  * @since 0.1.0
  */
 export class Timeout extends Data.TaggedError("Timeout")<ProviderErrorFields> {}
@@ -60,7 +67,9 @@ export class Timeout extends Data.TaggedError("Timeout")<ProviderErrorFields> {}
  * The prompt does not fit the model's context window.
  *
  * @example
- * new ContextWindowExceeded({ provider: "openai", deploymentId: "gpt-a", status: 400, message: "maximum context length is 8192 tokens" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.ContextWindowExceeded({ provider: "openai", deploymentId: "gpt-a", status: 400, message: "maximum context length is 8192 tokens" })
+ * @category Errors
  * @since 0.1.0
  */
 export class ContextWindowExceeded extends Data.TaggedError("ContextWindowExceeded")<ProviderErrorFields> {}
@@ -69,7 +78,9 @@ export class ContextWindowExceeded extends Data.TaggedError("ContextWindowExceed
  * The upstream refused the content (content policy / safety filter).
  *
  * @example
- * new ContentPolicy({ provider: "azure", deploymentId: "gpt-a", status: 400, message: "content_filter" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.ContentPolicy({ provider: "azure", deploymentId: "gpt-a", status: 400, message: "content_filter" })
+ * @category Errors
  * @since 0.1.0
  */
 export class ContentPolicy extends Data.TaggedError("ContentPolicy")<ProviderErrorFields> {}
@@ -84,6 +95,7 @@ export class ContentPolicy extends Data.TaggedError("ContentPolicy")<ProviderErr
  * @example
  * import { Errors } from "effect-llm-router"
  * new Errors.QuotaExceeded({ provider: "openai", deploymentId: "gpt-a", status: 429, message: "You exceeded your current quota" })
+ * @category Errors
  * @since 0.1.0
  */
 export class QuotaExceeded extends Data.TaggedError("QuotaExceeded")<ProviderErrorFields> {}
@@ -92,7 +104,9 @@ export class QuotaExceeded extends Data.TaggedError("QuotaExceeded")<ProviderErr
  * The credentials were refused (401, 403).
  *
  * @example
- * new Authentication({ provider: "openai", deploymentId: "gpt-a", status: 401, message: "invalid api key" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.Authentication({ provider: "openai", deploymentId: "gpt-a", status: 401, message: "invalid api key" })
+ * @category Errors
  * @since 0.1.0
  */
 export class Authentication extends Data.TaggedError("Authentication")<ProviderErrorFields> {}
@@ -101,7 +115,9 @@ export class Authentication extends Data.TaggedError("Authentication")<ProviderE
  * The upstream does not know the model (404).
  *
  * @example
- * new ModelNotFound({ provider: "openai", deploymentId: "gpt-a", status: 404, message: "model gpt-9 does not exist" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.ModelNotFound({ provider: "openai", deploymentId: "gpt-a", status: 404, message: "model gpt-9 does not exist" })
+ * @category Errors
  * @since 0.1.0
  */
 export class ModelNotFound extends Data.TaggedError("ModelNotFound")<ProviderErrorFields> {}
@@ -110,7 +126,9 @@ export class ModelNotFound extends Data.TaggedError("ModelNotFound")<ProviderErr
  * The request itself is wrong (400 and other 4xx not covered elsewhere).
  *
  * @example
- * new BadRequest({ provider: "openai", deploymentId: "gpt-a", status: 400, message: "temperature must be <= 2" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.BadRequest({ provider: "openai", deploymentId: "gpt-a", status: 400, message: "temperature must be <= 2" })
+ * @category Errors
  * @since 0.1.0
  */
 export class BadRequest extends Data.TaggedError("BadRequest")<ProviderErrorFields> {}
@@ -119,7 +137,9 @@ export class BadRequest extends Data.TaggedError("BadRequest")<ProviderErrorFiel
  * The upstream failed or is unavailable (5xx, overloaded).
  *
  * @example
- * new ServerError({ provider: "anthropic", deploymentId: "claude-a", status: 529, message: "overloaded" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.ServerError({ provider: "anthropic", deploymentId: "claude-a", status: 529, message: "overloaded" })
+ * @category Errors
  * @since 0.1.0
  */
 export class ServerError extends Data.TaggedError("ServerError")<ProviderErrorFields> {}
@@ -128,7 +148,9 @@ export class ServerError extends Data.TaggedError("ServerError")<ProviderErrorFi
  * The connection failed (refused, reset, DNS).
  *
  * @example
- * new NetworkError({ provider: "openai", deploymentId: "gpt-a", message: "ECONNRESET" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.NetworkError({ provider: "openai", deploymentId: "gpt-a", message: "ECONNRESET" })
+ * @category Errors
  * @since 0.1.0
  */
 export class NetworkError extends Data.TaggedError("NetworkError")<ProviderErrorFields> {}
@@ -137,7 +159,9 @@ export class NetworkError extends Data.TaggedError("NetworkError")<ProviderError
  * The upstream answered something we could not read (not JSON, wrong shape, cut stream).
  *
  * @example
- * new MalformedResponse({ provider: "openai", deploymentId: "gpt-a", status: 200, message: "expected JSON" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.MalformedResponse({ provider: "openai", deploymentId: "gpt-a", status: 200, message: "expected JSON" })
+ * @category Errors
  * @since 0.1.0
  */
 export class MalformedResponse extends Data.TaggedError("MalformedResponse")<ProviderErrorFields> {}
@@ -145,6 +169,7 @@ export class MalformedResponse extends Data.TaggedError("MalformedResponse")<Pro
 /**
  * Any error a provider call can end with.
  *
+ * @category Errors
  * @since 0.1.0
  */
 export type ProviderError =
@@ -183,6 +208,7 @@ const providerErrorClasses: {
  * @example
  * import { Errors } from "effect-llm-router"
  * Errors.makeProviderError("ServerError", { provider: "p", deploymentId: "d", status: 503, message: "unavailable" })
+ * @category Constructors
  * @since 0.1.0
  */
 export const makeProviderError = (tag: ProviderError["_tag"], fields: ProviderErrorFields): ProviderError =>
@@ -198,6 +224,7 @@ export const makeProviderError = (tag: ProviderError["_tag"], fields: ProviderEr
  * A request that runs out of deployments after upstream failures ends with the last upstream
  * error instead (with every attempt), not with this error.
  *
+ * @category Models
  * @since 0.1.0
  */
 export type UnavailableReason = "cooling_down" | "over_limits" | "none_fits"
@@ -206,7 +233,10 @@ export type UnavailableReason = "cooling_down" | "over_limits" | "none_fits"
  * No deployment of the group could take the request right now.
  *
  * @example
- * new NoDeploymentAvailable({ group: "fast", reason: "cooling_down", retryAfter: Duration.seconds(4), message: "..." })
+ * import { Duration } from "effect"
+ * import { Errors } from "effect-llm-router"
+ * new Errors.NoDeploymentAvailable({ group: "fast", reason: "cooling_down", retryAfter: Duration.seconds(4), message: "every deployment of fast is cooling down" })
+ * @category Errors
  * @since 0.1.0
  */
 export class NoDeploymentAvailable extends Data.TaggedError("NoDeploymentAvailable")<{
@@ -222,7 +252,9 @@ export class NoDeploymentAvailable extends Data.TaggedError("NoDeploymentAvailab
  * The request asked for a model group the router does not know.
  *
  * @example
- * new UnknownGroup({ group: "gpt-9", knownGroups: ["fast", "smart"], message: "unknown model group gpt-9; known: fast, smart" })
+ * import { Errors } from "effect-llm-router"
+ * new Errors.UnknownGroup({ group: "gpt-9", knownGroups: ["fast", "smart"], message: "unknown model group gpt-9; known: fast, smart" })
+ * @category Errors
  * @since 0.1.0
  */
 export class UnknownGroup extends Data.TaggedError("UnknownGroup")<{
@@ -237,7 +269,10 @@ export class UnknownGroup extends Data.TaggedError("UnknownGroup")<{
  * Each issue names the path of the bad field, e.g. `deployments[2].weight`.
  *
  * @example
- * new InvalidConfig({ issues: [{ path: "deployments[2].weight", message: "expected a non-negative number" }], message: "..." })
+ * import { Errors } from "effect-llm-router"
+ * Errors.InvalidConfig.fromIssues([{ path: "deployments[2].weight", message: "expected a non-negative number" }])
+ * // message: "invalid router config:\n  deployments[2].weight: expected a non-negative number"
+ * @category Errors
  * @since 0.1.0
  */
 export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{
@@ -260,6 +295,7 @@ export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{
 /**
  * Any error `Router.chat`, `Router.stream` or `Router.embed` can end with.
  *
+ * @category Errors
  * @since 0.1.0
  */
 export type RouterError = ProviderError | NoDeploymentAvailable | UnknownGroup
@@ -267,6 +303,7 @@ export type RouterError = ProviderError | NoDeploymentAvailable | UnknownGroup
 /**
  * The tag of a {@link RouterError}.
  *
+ * @category Models
  * @since 0.1.0
  */
 export type ErrorTag = RouterError["_tag"]
@@ -274,6 +311,7 @@ export type ErrorTag = RouterError["_tag"]
 /**
  * Which fallback list a failure moves on to once its group is exhausted.
  *
+ * @category Classification
  * @since 0.1.0
  */
 export type FallbackKind = "generic" | "context_window" | "content_policy" | "none"
@@ -290,6 +328,7 @@ export type FallbackKind = "generic" | "context_window" | "content_policy" | "no
  *   `longDuration` (out of credit); `"none"`: the request was at fault, a sign of life
  * - `fallback`: which fallback list applies once the group is exhausted
  *
+ * @category Classification
  * @since 0.1.0
  */
 export interface Classification {
@@ -306,6 +345,7 @@ export interface Classification {
  * @example
  * import { Errors } from "effect-llm-router"
  * Errors.classification.RateLimited // { retry: "any", cooldown: "count", fallback: "generic" }
+ * @category Classification
  * @since 0.1.0
  */
 export const classification: ClassificationTable = {
@@ -327,6 +367,7 @@ export const classification: ClassificationTable = {
 /**
  * A full classification table: a row for every error tag.
  *
+ * @category Classification
  * @since 0.1.0
  */
 export type ClassificationTable = { readonly [K in ErrorTag]: Classification }
@@ -334,6 +375,7 @@ export type ClassificationTable = { readonly [K in ErrorTag]: Classification }
 /**
  * Overrides of some rows of the table, each row in part (`{ ServerError: { retry: "never" } }`).
  *
+ * @category Classification
  * @since 0.1.0
  */
 export type ClassificationOverrides = { readonly [K in ErrorTag]?: Partial<Classification> }
@@ -344,6 +386,7 @@ export type ClassificationOverrides = { readonly [K in ErrorTag]?: Partial<Class
  * @example
  * import { Errors } from "effect-llm-router"
  * Errors.classify(new Errors.Timeout({ provider: "p", deploymentId: "d", message: "slow" })).retry // "any"
+ * @category Classification
  * @since 0.1.0
  */
 export const classify = (error: RouterError): Classification => classification[error._tag]
@@ -354,7 +397,9 @@ const providerErrorTags: ReadonlySet<string> = new Set(Object.keys(providerError
  * Whether a string is the tag of a provider error.
  *
  * @example
- * isProviderErrorTag("RateLimited") // true
+ * import { Errors } from "effect-llm-router"
+ * Errors.isProviderErrorTag("RateLimited") // true
+ * @category Guards
  * @since 0.1.0
  */
 export const isProviderErrorTag = (tag: string): tag is ProviderError["_tag"] => providerErrorTags.has(tag)
@@ -363,7 +408,9 @@ export const isProviderErrorTag = (tag: string): tag is ProviderError["_tag"] =>
  * Whether an error came from a provider call (as opposed to the router itself).
  *
  * @example
- * isProviderError(new ServerError({ provider: "p", deploymentId: "d", message: "boom" })) // true
+ * import { Errors } from "effect-llm-router"
+ * Errors.isProviderError(new Errors.ServerError({ provider: "p", deploymentId: "d", message: "boom" })) // true
+ * @category Guards
  * @since 0.1.0
  */
 export const isProviderError = (error: RouterError): error is ProviderError => providerErrorTags.has(error._tag)

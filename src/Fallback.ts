@@ -17,6 +17,7 @@ import * as internal from "./internal/fallback.js"
 /**
  * A fallback policy.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Service {
@@ -34,6 +35,7 @@ export interface Service {
  * @example
  * import { Fallback } from "effect-llm-router"
  * const FallbackLive = Fallback.layer({ fallbacks: { fast: ["smart"] } })
+ * @category Tags
  * @since 0.1.0
  */
 export class Fallback extends Context.Tag("effect-llm-router/Fallback")<Fallback, Service>() {}
@@ -50,6 +52,7 @@ export class Fallback extends Context.Tag("effect-llm-router/Fallback")<Fallback
  *
  * A cycle among the per-group lists is rejected when the router is built.
  *
+ * @category Options
  * @since 0.1.0
  */
 export interface Options {
@@ -66,6 +69,7 @@ export interface Options {
  * @example
  * import { Fallback } from "effect-llm-router"
  * const policy = Fallback.make({ fallbacks: { fast: ["smart"] }, maxDepth: 1 })
+ * @category Constructors
  * @since 0.1.0
  */
 export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig> = internal.make
@@ -80,6 +84,7 @@ export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig> 
  *   contextWindowFallbacks: { fast: ["long-context"] },
  *   defaultFallbacks: ["backup"]
  * })
+ * @category Layers
  * @since 0.1.0
  */
 export const layer = (options?: Options): Layer.Layer<Fallback, InvalidConfig> => Layer.effect(Fallback, make(options))
@@ -90,6 +95,7 @@ export const layer = (options?: Options): Layer.Layer<Fallback, InvalidConfig> =
  * @example
  * import { Fallback } from "effect-llm-router"
  * const FallbackLive = Fallback.none
+ * @category Layers
  * @since 0.1.0
  */
 export const none: Layer.Layer<Fallback> = Layer.effect(Fallback, Effect.orDie(make({})))

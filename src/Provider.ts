@@ -23,21 +23,29 @@ import type { ProviderError } from "./Errors.js"
  * Providers that cache on their own or not at all (OpenAI-compatible servers) do not send it.
  *
  * @example
- * const part: TextPart = { type: "text", text: longDocument, cache_control: { type: "ephemeral" } }
+ * import type { Provider } from "effect-llm-router"
+ * declare const longDocument: string
+ * const part: Provider.TextPart = { type: "text", text: longDocument, cache_control: { type: "ephemeral" } }
+ * @category Schemas
  * @since 0.1.0
  */
 export const CacheControl = Schema.Struct({
   type: Schema.Literal("ephemeral"),
   ttl: Schema.optional(Schema.Literal("5m", "1h"))
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type CacheControl = typeof CacheControl.Type
 
 /**
  * A text part of a message's content.
  *
  * @example
- * const part: TextPart = { type: "text", text: "Hello" }
+ * import type { Provider } from "effect-llm-router"
+ * const part: Provider.TextPart = { type: "text", text: "Hello" }
+ * @category Schemas
  * @since 0.1.0
  */
 export const TextPart = Schema.Struct({
@@ -45,14 +53,19 @@ export const TextPart = Schema.Struct({
   text: Schema.String,
   cache_control: Schema.optional(CacheControl)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type TextPart = typeof TextPart.Type
 
 /**
  * An image part of a message's content (URL or data URL).
  *
  * @example
- * const part: ImagePart = { type: "image_url", image_url: { url: "https://example.com/cat.png" } }
+ * import type { Provider } from "effect-llm-router"
+ * const part: Provider.ImagePart = { type: "image_url", image_url: { url: "https://example.com/cat.png" } }
+ * @category Schemas
  * @since 0.1.0
  */
 export const ImagePart = Schema.Struct({
@@ -63,7 +76,10 @@ export const ImagePart = Schema.Struct({
   }),
   cache_control: Schema.optional(CacheControl)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ImagePart = typeof ImagePart.Type
 
 /**
@@ -72,7 +88,9 @@ export type ImagePart = typeof ImagePart.Type
  * The Anthropic provider takes PDF and plain-text data URLs.
  *
  * @example
- * const part: FilePart = { type: "file", file: { filename: "report.pdf", file_data: "data:application/pdf;base64,JVBERi0x" } }
+ * import type { Provider } from "effect-llm-router"
+ * const part: Provider.FilePart = { type: "file", file: { filename: "report.pdf", file_data: "data:application/pdf;base64,JVBERi0x" } }
+ * @category Schemas
  * @since 0.1.0
  */
 export const FilePart = Schema.Struct({
@@ -84,32 +102,45 @@ export const FilePart = Schema.Struct({
   }),
   cache_control: Schema.optional(CacheControl)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type FilePart = typeof FilePart.Type
 
 /**
  * One part of a message's content.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const ContentPart = Schema.Union(TextPart, ImagePart, FilePart)
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ContentPart = typeof ContentPart.Type
 
 /**
  * A message's content: a plain string or a list of parts.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const Content = Schema.Union(Schema.String, Schema.Array(ContentPart))
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type Content = typeof Content.Type
 
 /**
  * A tool call made by the assistant (OpenAI function-call shape; `arguments` is a JSON string).
  *
  * @example
- * const call: ToolCall = { id: "call_1", type: "function", function: { name: "weather", arguments: "{\"city\":\"Oslo\"}" } }
+ * import type { Provider } from "effect-llm-router"
+ * const call: Provider.ToolCall = { id: "call_1", type: "function", function: { name: "weather", arguments: "{\"city\":\"Oslo\"}" } }
+ * @category Schemas
  * @since 0.1.0
  */
 export const ToolCall = Schema.Struct({
@@ -117,12 +148,16 @@ export const ToolCall = Schema.Struct({
   type: Schema.Literal("function"),
   function: Schema.Struct({ name: Schema.String, arguments: Schema.String })
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ToolCall = typeof ToolCall.Type
 
 /**
  * A system message.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const SystemMessage = Schema.Struct({
@@ -136,6 +171,7 @@ export const SystemMessage = Schema.Struct({
 /**
  * A user message.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const UserMessage = Schema.Struct({
@@ -149,6 +185,7 @@ export const UserMessage = Schema.Struct({
 /**
  * An assistant message: text, tool calls, or both.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const AssistantMessage = Schema.Struct({
@@ -160,12 +197,16 @@ export const AssistantMessage = Schema.Struct({
   /** A cache breakpoint after this message (on its last content block). */
   cache_control: Schema.optional(CacheControl)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type AssistantMessage = typeof AssistantMessage.Type
 
 /**
  * The result of a tool call, sent back to the model.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const ToolMessage = Schema.Struct({
@@ -180,14 +221,19 @@ export const ToolMessage = Schema.Struct({
  * Any chat message.
  *
  * @example
- * const messages: ReadonlyArray<Message> = [
+ * import type { Provider } from "effect-llm-router"
+ * const messages: ReadonlyArray<Provider.Message> = [
  *   { role: "system", content: "Be brief." },
  *   { role: "user", content: "Hi" }
  * ]
+ * @category Schemas
  * @since 0.1.0
  */
 export const Message = Schema.Union(SystemMessage, UserMessage, AssistantMessage, ToolMessage)
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type Message = typeof Message.Type
 
 // ---------------------------------------------------------------------------
@@ -197,6 +243,7 @@ export type Message = typeof Message.Type
 /**
  * A tool (function) the model may call; `parameters` is a JSON Schema object.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const Tool = Schema.Struct({
@@ -210,24 +257,32 @@ export const Tool = Schema.Struct({
   /** A cache breakpoint after the tool definitions up to this one. */
   cache_control: Schema.optional(CacheControl)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type Tool = typeof Tool.Type
 
 /**
  * Whether and which tool the model must call.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const ToolChoice = Schema.Union(
   Schema.Literal("none", "auto", "required"),
   Schema.Struct({ type: Schema.Literal("function"), function: Schema.Struct({ name: Schema.String }) })
 )
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ToolChoice = typeof ToolChoice.Type
 
 /**
  * The format the model must answer in.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const ResponseFormat = Schema.Union(
@@ -243,20 +298,27 @@ export const ResponseFormat = Schema.Union(
     })
   })
 )
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ResponseFormat = typeof ResponseFormat.Type
 
 /**
  * Routing metadata of a request. `tags` restrict the request to deployments carrying every
  * listed tag and are the keys spend is kept under.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const RequestMetadata = Schema.Struct(
   { tags: Schema.optional(Schema.Array(Schema.String)) },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 )
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type RequestMetadata = typeof RequestMetadata.Type
 
 /**
@@ -264,12 +326,14 @@ export type RequestMetadata = typeof RequestMetadata.Type
  * replaces it with the chosen deployment's upstream model before calling the provider.
  *
  * @example
- * const request: ChatRequest = {
+ * import type { Provider } from "effect-llm-router"
+ * const request: Provider.ChatRequest = {
  *   model: "claude-fast",
  *   messages: [{ role: "user", content: "Hello" }],
  *   max_tokens: 100,
  *   metadata: { tags: ["team-a"] }
  * }
+ * @category Schemas
  * @since 0.1.0
  */
 export const ChatRequest = Schema.Struct({
@@ -298,7 +362,10 @@ export const ChatRequest = Schema.Struct({
   user: Schema.optional(Schema.String),
   metadata: Schema.optional(RequestMetadata)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ChatRequest = typeof ChatRequest.Type
 
 // ---------------------------------------------------------------------------
@@ -311,7 +378,9 @@ export type ChatRequest = typeof ChatRequest.Type
  * (priced apart when the deployment's pricing says so).
  *
  * @example
- * const usage: Usage = { prompt_tokens: 12, completion_tokens: 30, total_tokens: 42 }
+ * import type { Provider } from "effect-llm-router"
+ * const usage: Provider.Usage = { prompt_tokens: 12, completion_tokens: 30, total_tokens: 42 }
+ * @category Schemas
  * @since 0.1.0
  */
 export const Usage = Schema.Struct({
@@ -328,21 +397,29 @@ export const Usage = Schema.Struct({
   /** Prompt tokens written to the cache (Anthropic's name; included in `prompt_tokens`). */
   cache_creation_input_tokens: Schema.optional(Schema.Number)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type Usage = typeof Usage.Type
 
 /**
  * Why the model stopped.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const FinishReason = Schema.Literal("stop", "length", "tool_calls", "content_filter", "function_call")
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type FinishReason = typeof FinishReason.Type
 
 /**
  * One choice of a chat response.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const Choice = Schema.Struct({
@@ -350,14 +427,18 @@ export const Choice = Schema.Struct({
   message: AssistantMessage,
   finish_reason: Schema.NullOr(FinishReason)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type Choice = typeof Choice.Type
 
 /**
  * A chat completion response.
  *
  * @example
- * const response: ChatResponse = {
+ * import type { Provider } from "effect-llm-router"
+ * const response: Provider.ChatResponse = {
  *   id: "chatcmpl-1",
  *   object: "chat.completion",
  *   created: 0,
@@ -365,6 +446,7 @@ export type Choice = typeof Choice.Type
  *   choices: [{ index: 0, message: { role: "assistant", content: "Hi!" }, finish_reason: "stop" }],
  *   usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
  * }
+ * @category Schemas
  * @since 0.1.0
  */
 export const ChatResponse = Schema.Struct({
@@ -375,13 +457,17 @@ export const ChatResponse = Schema.Struct({
   choices: Schema.Array(Choice),
   usage: Schema.optional(Usage)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ChatResponse = typeof ChatResponse.Type
 
 /**
  * A streamed piece of a tool call: the first delta of a call carries `id` and the function
  * name, later ones append to `arguments`.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const ToolCallDelta = Schema.Struct({
@@ -392,7 +478,10 @@ export const ToolCallDelta = Schema.Struct({
     Schema.Struct({ name: Schema.optional(Schema.String), arguments: Schema.optional(Schema.String) })
   )
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ToolCallDelta = typeof ToolCallDelta.Type
 
 /**
@@ -400,13 +489,15 @@ export type ToolCallDelta = typeof ToolCallDelta.Type
  * may carry `usage` and no choices.
  *
  * @example
- * const chunk: ChatChunk = {
+ * import type { Provider } from "effect-llm-router"
+ * const chunk: Provider.ChatChunk = {
  *   id: "chatcmpl-1",
  *   object: "chat.completion.chunk",
  *   created: 0,
  *   model: "gpt-4o-mini",
  *   choices: [{ index: 0, delta: { content: "Hel" }, finish_reason: null }]
  * }
+ * @category Schemas
  * @since 0.1.0
  */
 export const ChatChunk = Schema.Struct({
@@ -428,7 +519,10 @@ export const ChatChunk = Schema.Struct({
   ),
   usage: Schema.optional(Schema.NullOr(Usage))
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type ChatChunk = typeof ChatChunk.Type
 
 // ---------------------------------------------------------------------------
@@ -439,7 +533,9 @@ export type ChatChunk = typeof ChatChunk.Type
  * An embedding request. `model` is the model group.
  *
  * @example
- * const request: EmbeddingRequest = { model: "embed", input: ["hello", "world"] }
+ * import type { Provider } from "effect-llm-router"
+ * const request: Provider.EmbeddingRequest = { model: "embed", input: ["hello", "world"] }
+ * @category Schemas
  * @since 0.1.0
  */
 export const EmbeddingRequest = Schema.Struct({
@@ -450,12 +546,16 @@ export const EmbeddingRequest = Schema.Struct({
   user: Schema.optional(Schema.String),
   metadata: Schema.optional(RequestMetadata)
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type EmbeddingRequest = typeof EmbeddingRequest.Type
 
 /**
  * An embedding response.
  *
+ * @category Schemas
  * @since 0.1.0
  */
 export const EmbeddingResponse = Schema.Struct({
@@ -472,7 +572,10 @@ export const EmbeddingResponse = Schema.Struct({
     Schema.Struct({ prompt_tokens: Schema.Number, total_tokens: Schema.Number })
   )
 })
-/** @since 0.1.0 */
+/**
+ * @category Schemas
+ * @since 0.1.0
+ */
 export type EmbeddingResponse = typeof EmbeddingResponse.Type
 
 // ---------------------------------------------------------------------------
@@ -482,6 +585,7 @@ export type EmbeddingResponse = typeof EmbeddingResponse.Type
 /**
  * The upstream's own view of its rate limits, read from a response's headers.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface RateLimitInfo {
@@ -498,6 +602,7 @@ export interface RateLimitInfo {
 /**
  * Where one call goes: the deployment the router chose, as the provider needs it.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Target {
@@ -548,6 +653,7 @@ export interface Target {
  *     provider: "echo", deploymentId: target.deploymentId, message: "embeddings not supported"
  *   }))
  * }
+ * @category Models
  * @since 0.1.0
  */
 export interface Provider {
@@ -568,7 +674,9 @@ export interface Provider {
  * Whether a value is a {@link Provider} (used to validate deployment config).
  *
  * @example
- * isProvider({ name: "x", chat: () => {}, stream: () => {}, embed: () => {} }) // true
+ * import { Provider } from "effect-llm-router"
+ * Provider.isProvider({ name: "x", chat: () => {}, stream: () => {}, embed: () => {} }) // true
+ * @category Guards
  * @since 0.1.0
  */
 export const isProvider = (u: unknown): u is Provider =>

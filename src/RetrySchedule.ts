@@ -27,6 +27,7 @@ import * as internal from "./internal/retry.js"
  * A retry policy: a schedule fed with each attempt's error. When it stops, the group is
  * exhausted and the router moves on to fallbacks.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Service {
@@ -45,6 +46,7 @@ export interface Service {
  * @example
  * import { RetrySchedule } from "effect-llm-router"
  * const RetryLive = RetrySchedule.layer({ retries: 3, base: "200 millis" })
+ * @category Tags
  * @since 0.1.0
  */
 export class RetrySchedule extends Context.Tag("effect-llm-router/RetrySchedule")<RetrySchedule, Service>() {}
@@ -61,6 +63,7 @@ export class RetrySchedule extends Context.Tag("effect-llm-router/RetrySchedule"
  *   retries (rate limited, server, timeout, network, malformed response; quota, authentication
  *   and model not found on another deployment only).
  *
+ * @category Options
  * @since 0.1.0
  */
 export interface Options {
@@ -83,6 +86,7 @@ export interface Options {
  *   RateLimited: Schedule.exponential("1 second").pipe(Schedule.intersect(Schedule.recurs(5))),
  *   ServerError: Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(1)))
  * }, { maxRetries: 5 })
+ * @category Layers
  * @since 0.1.0
  */
 export const byError = (
@@ -94,9 +98,9 @@ export const byError = (
  * Builds the default policy's schedule.
  *
  * @example
- * import { Effect } from "effect"
  * import { RetrySchedule } from "effect-llm-router"
  * const schedule = RetrySchedule.make({ retries: 1 }) // Effect<Service, InvalidConfig>
+ * @category Constructors
  * @since 0.1.0
  */
 export const make: (options?: Options) => import("effect/Effect").Effect<Service, InvalidConfig> = internal.make
@@ -109,6 +113,7 @@ export const make: (options?: Options) => import("effect/Effect").Effect<Service
  * @example
  * import { RetrySchedule } from "effect-llm-router"
  * const RetryLive = RetrySchedule.layer({ retries: 3 })
+ * @category Layers
  * @since 0.1.0
  */
 export const layer = (options?: Options): Layer.Layer<RetrySchedule, InvalidConfig> =>
@@ -121,6 +126,7 @@ export const layer = (options?: Options): Layer.Layer<RetrySchedule, InvalidConf
  * import { Schedule } from "effect"
  * import { RetrySchedule } from "effect-llm-router"
  * const RetryLive = RetrySchedule.fromSchedule(Schedule.recurs(1))
+ * @category Layers
  * @since 0.1.0
  */
 export const fromSchedule = (schedule: Schedule.Schedule<unknown, RouterError>): Layer.Layer<RetrySchedule> =>
@@ -132,6 +138,7 @@ export const fromSchedule = (schedule: Schedule.Schedule<unknown, RouterError>):
  * @example
  * import { RetrySchedule } from "effect-llm-router"
  * const RetryLive = RetrySchedule.none
+ * @category Layers
  * @since 0.1.0
  */
 export const none: Layer.Layer<RetrySchedule> = fromSchedule(Schedule.stop)

@@ -20,11 +20,18 @@ import * as RetrySchedule from "./RetrySchedule.js"
 import * as RouterState from "./RouterState.js"
 import * as Selector from "./Selector.js"
 
+/**
+ * One call to one deployment, as recorded on a route (the same type as `Errors.Attempt`).
+ *
+ * @category Models
+ * @since 0.1.0
+ */
 export type { Attempt } from "./Errors.js"
 
 /**
  * How a request was served.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface RouteInfo {
@@ -50,6 +57,7 @@ export interface RouteInfo {
 /**
  * A response with its route info.
  *
+ * @category Models
  * @since 0.1.0
  */
 export type Routed<A> = A & { readonly route: RouteInfo }
@@ -57,6 +65,7 @@ export type Routed<A> = A & { readonly route: RouteInfo }
 /**
  * A streamed chunk. The stream's last chunk carries `route` (with the cost from the final usage).
  *
+ * @category Models
  * @since 0.1.0
  */
 export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
@@ -64,6 +73,7 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
 /**
  * The router's operations.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Service {
@@ -85,6 +95,7 @@ export interface Service {
  * import { Effect } from "effect"
  * import { Router } from "effect-llm-router"
  * const groups = Effect.map(Router.Router, (router) => router.groups)
+ * @category Tags
  * @since 0.1.0
  */
 export class Router extends Context.Tag("effect-llm-router/Router")<Router, Service>() {}
@@ -112,6 +123,7 @@ export class Router extends Context.Tag("effect-llm-router/Router")<Router, Serv
  *   // timeouts here are never worth a retry, and do not count against a deployment
  *   classification: { Timeout: { retry: "never", cooldown: "none" } }
  * }
+ * @category Options
  * @since 0.1.0
  */
 export interface Config {
@@ -125,10 +137,10 @@ export interface Config {
  * Builds the router from its config and the routing services in context.
  *
  * @example
- * import { Effect } from "effect"
  * import { Router } from "effect-llm-router"
  * declare const config: Router.Config
  * const router = Router.make(config) // Effect<Service, InvalidConfig, Selector | RetrySchedule | ...>
+ * @category Constructors
  * @since 0.1.0
  */
 export const make: (
@@ -163,6 +175,7 @@ export const make: (
  *   Layer.provide(Cooldown.layer({ allowedFails: 3, duration: "30 seconds" })),
  *   Layer.provide(Router.defaults)
  * )
+ * @category Layers
  * @since 0.1.0
  */
 export const layer = (
@@ -192,6 +205,7 @@ export const layer = (
  *   Layer.provide(Router.policies),
  *   Layer.provideMerge(RouterState.memory({ window: "2 minutes" })) // or any other store
  * )
+ * @category Layers
  * @since 0.1.0
  */
 export const policies: Layer.Layer<
@@ -220,6 +234,7 @@ export const policies: Layer.Layer<
  * import { Router } from "effect-llm-router"
  * declare const config: Router.Config
  * const RouterLive = Router.layer(config).pipe(Layer.provide(Router.defaults))
+ * @category Layers
  * @since 0.1.0
  */
 export const defaults: Layer.Layer<
@@ -242,6 +257,7 @@ export const defaults: Layer.Layer<
  *   const reply = yield* Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] })
  *   console.log(reply.choices[0].message.content, reply.route.deploymentId, reply.route.cost)
  * })
+ * @category Accessors
  * @since 0.1.0
  */
 export const chat = (request: ChatRequest): Effect.Effect<Routed<ChatResponse>, RouterError, Router> =>
@@ -256,6 +272,7 @@ export const chat = (request: ChatRequest): Effect.Effect<Routed<ChatResponse>, 
  * const program = Router.stream({ model: "fast", messages: [{ role: "user", content: "Hi" }] }).pipe(
  *   Stream.runForEach((chunk) => Effect.sync(() => process.stdout.write(chunk.choices[0]?.delta.content ?? "")))
  * )
+ * @category Accessors
  * @since 0.1.0
  */
 export const stream = (request: ChatRequest): Stream.Stream<RoutedChunk, RouterError, Router> =>
@@ -267,6 +284,7 @@ export const stream = (request: ChatRequest): Stream.Stream<RoutedChunk, RouterE
  * @example
  * import { Router } from "effect-llm-router"
  * const program = Router.embed({ model: "embed", input: ["hello"] })
+ * @category Accessors
  * @since 0.1.0
  */
 export const embed = (request: EmbeddingRequest): Effect.Effect<Routed<EmbeddingResponse>, RouterError, Router> =>

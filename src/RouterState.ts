@@ -18,6 +18,7 @@ import * as internal from "./internal/state.js"
 /**
  * What the selector sees of a deployment. Windows cover the last `window` (default 1 minute).
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface DeploymentStats {
@@ -50,6 +51,7 @@ export interface DeploymentStats {
  * `"retry_after"` (the upstream said when to come back: not capped, back at that time without
  * a probe).
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface CooldownRecord {
@@ -67,6 +69,7 @@ export interface CooldownRecord {
  * (neither: a rate limit with a retry-after, which holds the deployment instead). `latencyMs`
  * feeds the latency average when given.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Outcome {
@@ -79,6 +82,7 @@ export interface Outcome {
  * A new circuit for a deployment; `resetOutcomes` also forgets its success/failure window and
  * its consecutive failures (after an ejection or a recovery).
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface CircuitChange {
@@ -89,6 +93,7 @@ export interface CircuitChange {
 /**
  * The state store's operations. Implementations must make each operation atomic.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Service {
@@ -127,6 +132,7 @@ export interface Service {
  * import { Effect } from "effect"
  * import { RouterState } from "effect-llm-router"
  * const total = Effect.flatMap(RouterState.RouterState, (state) => state.spend("total"))
+ * @category Tags
  * @since 0.1.0
  */
 export class RouterState extends Context.Tag("effect-llm-router/RouterState")<RouterState, Service>() {}
@@ -134,6 +140,7 @@ export class RouterState extends Context.Tag("effect-llm-router/RouterState")<Ro
 /**
  * Options of the in-memory store.
  *
+ * @category Options
  * @since 0.1.0
  */
 export interface MemoryOptions {
@@ -148,9 +155,9 @@ export interface MemoryOptions {
  * plus one number per spend key.
  *
  * @example
- * import { Effect } from "effect"
  * import { RouterState } from "effect-llm-router"
- * const program = Effect.map(RouterState.makeMemory(), (state) => state)
+ * const state = RouterState.makeMemory({ window: "2 minutes" }) // Effect<Service, InvalidConfig>
+ * @category Constructors
  * @since 0.1.0
  */
 export const makeMemory: (options?: MemoryOptions) => Effect.Effect<Service, InvalidConfig> = internal.makeMemory
@@ -159,9 +166,9 @@ export const makeMemory: (options?: MemoryOptions) => Effect.Effect<Service, Inv
  * The in-memory store as a Layer.
  *
  * @example
- * import { Layer } from "effect"
  * import { RouterState } from "effect-llm-router"
  * const StateLive = RouterState.memory({ window: "2 minutes" })
+ * @category Layers
  * @since 0.1.0
  */
 export const memory = (options?: MemoryOptions): Layer.Layer<RouterState, InvalidConfig> =>

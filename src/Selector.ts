@@ -17,6 +17,7 @@ import type { DeploymentStats } from "./RouterState.js"
 /**
  * A deployment the selector may pick, with its live stats.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Candidate {
@@ -28,6 +29,7 @@ export interface Candidate {
  * What is being routed. `attempt` counts the attempts this request already made in this group:
  * 0 for its first pick there, more for a retry's pick.
  *
+ * @category Models
  * @since 0.1.0
  */
 export type SelectionRequest =
@@ -37,6 +39,7 @@ export type SelectionRequest =
 /**
  * A selection policy. `candidates` is never empty; `pick` returns one of them.
  *
+ * @category Models
  * @since 0.1.0
  */
 export interface Service {
@@ -50,6 +53,7 @@ export interface Service {
  * import { Layer } from "effect"
  * import { Selector } from "effect-llm-router"
  * const SelectorLive: Layer.Layer<Selector.Selector> = Selector.roundRobin
+ * @category Tags
  * @since 0.1.0
  */
 export class Selector extends Context.Tag("effect-llm-router/Selector")<Selector, Service>() {}
@@ -65,6 +69,7 @@ export class Selector extends Context.Tag("effect-llm-router/Selector")<Selector
  * const leastBusy = Selector.make((candidates) =>
  *   Effect.succeed(candidates.reduce((best, c) => (c.stats.inFlight < best.stats.inFlight ? c : best)))
  * )
+ * @category Layers
  * @since 0.1.0
  */
 export const make = (
@@ -79,6 +84,7 @@ export const make = (
  * @example
  * import { Selector } from "effect-llm-router"
  * const SelectorLive = Selector.weighted
+ * @category Layers
  * @since 0.1.0
  */
 export const weighted: Layer.Layer<Selector> = Layer.succeed(Selector, { pick: internal.weightedPick })
@@ -91,6 +97,7 @@ export const weighted: Layer.Layer<Selector> = Layer.succeed(Selector, { pick: i
  * @example
  * import { Selector } from "effect-llm-router"
  * const SelectorLive = Selector.roundRobin
+ * @category Layers
  * @since 0.1.0
  */
 export const roundRobin: Layer.Layer<Selector> = Layer.effect(
@@ -104,7 +111,9 @@ export const roundRobin: Layer.Layer<Selector> = Layer.effect(
  *
  * @example
  * import { Selector } from "effect-llm-router"
- * // Selector.shares(candidates) -> [0.75, 0.25] for weights 3 and 1
+ * declare const candidates: ReadonlyArray<Selector.Candidate> // two deployments, weights 3 and 1
+ * Selector.shares(candidates) // [0.75, 0.25]
+ * @category Mapping
  * @since 0.1.0
  */
 export const shares: (candidates: ReadonlyArray<Candidate>) => ReadonlyArray<number> = internal.shares

@@ -1,3 +1,9 @@
+/**
+ * The default circuit breaker behind `Cooldown.make` and `Cooldown.disabled`: its options and its
+ * outlier detection over the circuits in `RouterState`.
+ *
+ * @internal
+ */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"

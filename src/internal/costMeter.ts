@@ -1,3 +1,9 @@
+/**
+ * The default cost meter behind `CostMeter.make` and `CostMeter.fromLiteLLM`: price lookup, the
+ * cost of a usage, and spend keys.
+ *
+ * @internal
+ */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"

@@ -1,3 +1,9 @@
+/**
+ * The scriptable fake provider behind `FakeProvider`: replies, latency draws, failures, streams,
+ * embeddings and the call record.
+ *
+ * @internal
+ */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"

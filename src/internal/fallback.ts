@@ -1,3 +1,9 @@
+/**
+ * The default fallback policy behind `Fallback.make`: its options, the lists per group and error
+ * kind, and their checks.
+ *
+ * @internal
+ */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { FallbackKind, InvalidConfig } from "../Errors.js"

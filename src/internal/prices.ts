@@ -1,3 +1,8 @@
+/**
+ * The built-in price table (`CostMeter.builtinPrices`): vendors' list prices of common models.
+ *
+ * @internal
+ */
 import type { Pricing } from "./pricing.js"
 
 const perMillion = (input: number, output: number, cacheRead?: number, cacheWrite?: number): Pricing => ({

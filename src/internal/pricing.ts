@@ -1,3 +1,9 @@
+/**
+ * The `Pricing` schema, the price inputs config accepts (ours or LiteLLM's fields), and LiteLLM's
+ * entries converted.
+ *
+ * @internal
+ */
 import * as Schema from "effect/Schema"
 import { NonNegativeNumber } from "./schemas.js"
 

@@ -1,3 +1,9 @@
+/**
+ * The retry schedules behind `RetrySchedule.make` and `RetrySchedule.byError`, and the validation
+ * of their options.
+ *
+ * @internal
+ */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"

@@ -1,3 +1,9 @@
+/**
+ * The router behind `Router.make`: selection, attempts, retries, cooldowns, fallbacks, cost and
+ * route info for chat, stream and embed.
+ *
+ * @internal
+ */
 import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"

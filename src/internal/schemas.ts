@@ -1,3 +1,9 @@
+/**
+ * Schemas shared by the config of every service, and the decoding that turns their parse errors
+ * into `InvalidConfig` issues with paths.
+ *
+ * @internal
+ */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"

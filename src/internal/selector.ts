@@ -1,3 +1,9 @@
+/**
+ * The built-in selection policies: weighted random (`shares`, `weightedPick`) and round robin
+ * (`makeRoundRobin`).
+ *
+ * @internal
+ */
 import * as Effect from "effect/Effect"
 import * as Random from "effect/Random"
 import type { Candidate, SelectionRequest } from "../Selector.js"

@@ -1,3 +1,9 @@
+/**
+ * The in-memory `RouterState` store behind `RouterState.makeMemory`: per-deployment counters,
+ * windows and circuits, and spend per key.
+ *
+ * @internal
+ */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"

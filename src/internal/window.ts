@@ -1,4 +1,9 @@
 /**
+ * The sliding-window counter the in-memory state keeps its usage and failure windows in.
+ *
+ * @internal
+ */
+/**
  * A sliding-window counter over fixed buckets: `BUCKETS` buckets of `bucketMs` each, so the
  * window is `BUCKETS * bucketMs` and ends in the current bucket. Constant memory, no allocation
  * per update, O(BUCKETS) to read.

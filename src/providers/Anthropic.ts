@@ -107,6 +107,8 @@ import type * as ErrorMapping from "../ErrorMapping.js"
  *
  * @example
  * import { Redacted } from "effect"
+ * import type { Anthropic } from "effect-llm-router"
+ *
  * const options: Anthropic.Options = {
  *   apiKey: Redacted.make("sk-ant-..."),
  *   beta: ["prompt-caching-2024-07-31"],
@@ -115,6 +117,7 @@ import type * as ErrorMapping from "../ErrorMapping.js"
  *   // overloaded: wait like a rate limit rather than count as a server failure
  *   errorRules: [{ code: ["overloaded_error"], error: "RateLimited" }]
  * }
+ * @category Options
  * @since 0.1.0
  */
 export interface Options {
@@ -143,6 +146,7 @@ export interface Options {
  * import { Anthropic } from "effect-llm-router"
  *
  * const provider = Anthropic.make({ defaultMaxTokens: 1024 }).pipe(Effect.provide(NodeHttpClient.layerUndici))
+ * @category Constructors
  * @since 0.1.0
  */
 export const make: (options?: Options) => Effect.Effect<Provider, InvalidConfig, HttpClient.HttpClient> = internal.make
@@ -151,7 +155,9 @@ export const make: (options?: Options) => Effect.Effect<Provider, InvalidConfig,
  * A text content block of a request.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const block: Anthropic.TextBlock = { type: "text", text: "Hello" }
+ * @category Models
  * @since 0.1.0
  */
 export type TextBlock = internal.WireTextBlock
@@ -160,7 +166,9 @@ export type TextBlock = internal.WireTextBlock
  * An image content block of a request (base64 or URL source).
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const block: Anthropic.ImageBlock = { type: "image", source: { type: "url", url: "https://example.com/cat.png" } }
+ * @category Models
  * @since 0.1.0
  */
 export type ImageBlock = internal.WireImageBlock
@@ -169,7 +177,9 @@ export type ImageBlock = internal.WireImageBlock
  * A `tool_use` block of an assistant turn.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const block: Anthropic.ToolUseBlock = { type: "tool_use", id: "toolu_1", name: "weather", input: { city: "Oslo" } }
+ * @category Models
  * @since 0.1.0
  */
 export type ToolUseBlock = internal.WireToolUseBlock
@@ -178,7 +188,9 @@ export type ToolUseBlock = internal.WireToolUseBlock
  * A `tool_result` block of a user turn.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const block: Anthropic.ToolResultBlock = { type: "tool_result", tool_use_id: "toolu_1", content: "12°C" }
+ * @category Models
  * @since 0.1.0
  */
 export type ToolResultBlock = internal.WireToolResultBlock
@@ -187,7 +199,9 @@ export type ToolResultBlock = internal.WireToolResultBlock
  * One message of a Messages request.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const message: Anthropic.MessageParam = { role: "user", content: "Hello" }
+ * @category Models
  * @since 0.1.0
  */
 export type MessageParam = internal.WireMessage
@@ -196,7 +210,9 @@ export type MessageParam = internal.WireMessage
  * A tool definition of a Messages request.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const tool: Anthropic.ToolParam = { name: "weather", input_schema: { type: "object", properties: { city: { type: "string" } } } }
+ * @category Models
  * @since 0.1.0
  */
 export type ToolParam = internal.WireTool
@@ -205,7 +221,9 @@ export type ToolParam = internal.WireTool
  * The `tool_choice` of a Messages request.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const choice: Anthropic.ToolChoiceParam = { type: "tool", name: "weather" }
+ * @category Models
  * @since 0.1.0
  */
 export type ToolChoiceParam = internal.WireToolChoice
@@ -215,7 +233,9 @@ export type ToolChoiceParam = internal.WireToolChoice
  * `MessageCreateParams`, assignable to it).
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const body: Anthropic.MessagesRequest = { model: "claude-sonnet-4-5", max_tokens: 1024, messages: [{ role: "user", content: "Hi" }] }
+ * @category Models
  * @since 0.1.0
  */
 export type MessagesRequest = internal.WireRequest
@@ -224,7 +244,9 @@ export type MessagesRequest = internal.WireRequest
  * Options of {@link toWireRequest}: `defaultMaxTokens` and `jsonMode`, as in {@link Options}.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const options: Anthropic.WireOptions = { defaultMaxTokens: 1024, jsonMode: "prompt" }
+ * @category Options
  * @since 0.1.0
  */
 export type WireOptions = internal.WireOptions
@@ -236,12 +258,13 @@ export type WireOptions = internal.WireOptions
  * The provider turns that reason into a `BadRequest`.
  *
  * @example
- * import { Either } from "effect"
+ * import { Anthropic } from "effect-llm-router"
  * const body = Anthropic.toWireRequest({
  *   model: "claude-sonnet-4-5",
  *   messages: [{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }]
  * })
  * // Either.right({ model: "claude-sonnet-4-5", max_tokens: 4096, system: "Be brief.", messages: [{ role: "user", content: "Hi" }] })
+ * @category Mapping
  * @since 0.1.0
  */
 export const toWireRequest: {
@@ -254,11 +277,13 @@ export const toWireRequest: {
  * `created` (Anthropic sends no timestamp). Fails with a reason when the body is not a message.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * const response = Anthropic.fromWireResponse({
  *   id: "msg_1", type: "message", role: "assistant", model: "claude-sonnet-4-5",
  *   content: [{ type: "text", text: "Hi!" }], stop_reason: "end_turn",
  *   usage: { input_tokens: 5, output_tokens: 2 }
  * }, Date.now())
+ * @category Mapping
  * @since 0.1.0
  */
 export const fromWireResponse: (body: unknown, createdMs: number) => Either.Either<ChatResponse, string> =
@@ -268,7 +293,9 @@ export const fromWireResponse: (body: unknown, createdMs: number) => Either.Eith
  * Anthropic's stop reason as our finish reason.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * Anthropic.toFinishReason("max_tokens") // "length"
+ * @category Mapping
  * @since 0.1.0
  */
 export const toFinishReason: (reason: string | null | undefined) => FinishReason | null = internal.toFinishReason
@@ -277,7 +304,9 @@ export const toFinishReason: (reason: string | null | undefined) => FinishReason
  * Why a stream could not go on: an event we could not read, or an `error` event.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const failure: Anthropic.StreamFailure = { _tag: "Malformed", message: "event content_block_delta carries data that is not JSON" }
+ * @category Errors
  * @since 0.1.0
  */
 export type StreamFailure = internal.StreamFailure
@@ -286,10 +315,12 @@ export type StreamFailure = internal.StreamFailure
  * Turns one stream's server-sent events, in order, into chat chunks.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * const mapper = Anthropic.makeChunkMapper({ createdMs: Date.now(), model: "claude-sonnet-4-5" })
  * mapper.push("message_start", JSON.stringify({ type: "message_start", message: { id: "msg_1", model: "claude-sonnet-4-5" } }))
  * mapper.push("content_block_delta", JSON.stringify({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hi" } }))
  * // Either.right([{ ..., choices: [{ index: 0, delta: { content: "Hi" }, finish_reason: null }] }])
+ * @category Models
  * @since 0.1.0
  */
 export interface ChunkMapper {
@@ -306,12 +337,14 @@ export interface ChunkMapper {
  * takes your API key out, so that no part of it survives the cut.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * const key = "sk-ant-..."
  * const mapper = Anthropic.makeChunkMapper({
  *   createdMs: 0,
  *   model: "claude-sonnet-4-5",
  *   redact: (text) => text.split(key).join("<redacted>")
  * })
+ * @category Mapping
  * @since 0.1.0
  */
 export const makeChunkMapper: (options: {
@@ -327,11 +360,13 @@ export const makeChunkMapper: (options: {
  * cache (OpenAI's field), and Anthropic's two cache counts are copied as they came.
  *
  * @example
+ * import type { Anthropic } from "effect-llm-router"
  * const usage: Anthropic.Usage = {
  *   prompt_tokens: 1100, completion_tokens: 20, total_tokens: 1120,
  *   prompt_tokens_details: { cached_tokens: 1000 },
  *   cache_read_input_tokens: 1000, cache_creation_input_tokens: 0
  * }
+ * @category Models
  * @since 0.1.0
  */
 export interface Usage extends ChatUsage {
@@ -346,11 +381,12 @@ export interface Usage extends ChatUsage {
  * `QuotaExceeded` (shared table): the deployment leaves rotation for long.
  *
  * @example
- * import { ErrorMapping } from "effect-llm-router"
+ * import { Anthropic, ErrorMapping } from "effect-llm-router"
  * ErrorMapping.fromResponse({
  *   provider: "anthropic", deploymentId: "a", status: 529, headers: {}, now: Date.now(),
  *   body: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
  * }, Anthropic.rules)._tag // "ServerError"
+ * @category Mapping
  * @since 0.1.0
  */
 export const rules: ReadonlyArray<ErrorMapping.Rule> = internal.rules
@@ -361,10 +397,12 @@ export const rules: ReadonlyArray<ErrorMapping.Rule> = internal.rules
  * defaults to {@link rules}.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * Anthropic.errorFromStreamEvent(
  *   { errorType: "overloaded_error", message: "Overloaded", body: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}' },
  *   { provider: "anthropic", deploymentId: "a", now: Date.now() }
  * )._tag // "ServerError"
+ * @category Mapping
  * @since 0.1.0
  */
 export const errorFromStreamEvent: (
@@ -377,7 +415,9 @@ export const errorFromStreamEvent: (
  * The default base URL, `https://api.anthropic.com`.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * Anthropic.defaultApiBase // "https://api.anthropic.com"
+ * @category Constants
  * @since 0.1.0
  */
 export const defaultApiBase: string = internal.DEFAULT_API_BASE
@@ -386,7 +426,9 @@ export const defaultApiBase: string = internal.DEFAULT_API_BASE
  * The default `anthropic-version` header, `"2023-06-01"`.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * Anthropic.defaultApiVersion // "2023-06-01"
+ * @category Constants
  * @since 0.1.0
  */
 export const defaultApiVersion: string = internal.DEFAULT_API_VERSION
@@ -395,7 +437,9 @@ export const defaultApiVersion: string = internal.DEFAULT_API_VERSION
  * The default `max_tokens`, 4096.
  *
  * @example
+ * import { Anthropic } from "effect-llm-router"
  * Anthropic.defaultMaxTokens // 4096
+ * @category Constants
  * @since 0.1.0
  */
 export const defaultMaxTokens: number = internal.DEFAULT_MAX_TOKENS

@@ -43,7 +43,9 @@ import type {
  * Which provider operation a call was.
  *
  * @example
- * const kind: CallKind = "stream"
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const kind: FakeProvider.CallKind = "stream"
+ * @category Models
  * @since 0.1.0
  */
 export type CallKind = "chat" | "stream" | "embed"
@@ -52,7 +54,9 @@ export type CallKind = "chat" | "stream" | "embed"
  * The tag of an error a provider call can fail with.
  *
  * @example
- * const tag: ErrorTag = "RateLimited"
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const tag: FakeProvider.ErrorTag = "RateLimited"
+ * @category Models
  * @since 0.1.0
  */
 export type ErrorTag = Errors.ProviderError["_tag"]
@@ -63,7 +67,9 @@ export type ErrorTag = Errors.ProviderError["_tag"]
  * or a stream not read to its end), `"defect"` when a scripted function threw.
  *
  * @example
- * const outcome: Outcome = "ServerError"
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const outcome: FakeProvider.Outcome = "ServerError"
+ * @category Models
  * @since 0.1.0
  */
 export type Outcome = "pending" | "success" | "interrupted" | "defect" | ErrorTag
@@ -87,10 +93,12 @@ interface CallFields {
  * A recorded chat or stream call.
  *
  * @example
- * const call: FakeChatCall = {
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const call: FakeProvider.FakeChatCall = {
  *   id: "chatcmpl-fake-1", kind: "chat", deploymentId: "a", model: "m", callIndex: 0,
  *   request: { model: "m", messages: [] }, startedAt: 0, endedAt: 5000, outcome: "success"
  * }
+ * @category Models
  * @since 0.1.0
  */
 export interface FakeChatCall extends CallFields {
@@ -102,10 +110,12 @@ export interface FakeChatCall extends CallFields {
  * A recorded embed call.
  *
  * @example
- * const call: FakeEmbedCall = {
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const call: FakeProvider.FakeEmbedCall = {
  *   id: "embd-fake-1", kind: "embed", deploymentId: "a", model: "m", callIndex: 0,
  *   request: { model: "m", input: "hi" }, startedAt: 0, endedAt: 0, outcome: "success"
  * }
+ * @category Models
  * @since 0.1.0
  */
 export interface FakeEmbedCall extends CallFields {
@@ -117,8 +127,10 @@ export interface FakeEmbedCall extends CallFields {
  * One recorded call (narrow on `kind` to read the request).
  *
  * @example
- * const prompts = (calls: ReadonlyArray<FakeCall>) =>
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const prompts = (calls: ReadonlyArray<FakeProvider.FakeCall>) =>
  *   calls.flatMap((call) => call.kind === "embed" ? [] : [call.request.messages.length])
+ * @category Models
  * @since 0.1.0
  */
 export type FakeCall = FakeChatCall | FakeEmbedCall
@@ -127,7 +139,9 @@ export type FakeCall = FakeChatCall | FakeEmbedCall
  * What scripted functions get to know about the call.
  *
  * @example
- * const latency = (_callIndex: number, context: CallContext) => context.kind === "embed" ? 10 : 500
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const latency = (_callIndex: number, context: FakeProvider.CallContext) => context.kind === "embed" ? 10 : 500
+ * @category Models
  * @since 0.1.0
  */
 export interface CallContext {
@@ -144,7 +158,9 @@ export interface CallContext {
  * returning either.
  *
  * @example
- * const echo: Reply = (request, _target, callIndex) => `reply ${callIndex} to ${request.messages.length} messages`
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const echo: FakeProvider.Reply = (request, _target, callIndex) => `reply ${callIndex} to ${request.messages.length} messages`
+ * @category Options
  * @since 0.1.0
  */
 export type Reply =
@@ -163,9 +179,11 @@ export type Reply =
  * Draws are rounded to whole milliseconds; `seed` defaults to 0.
  *
  * @example
- * const fixed: Latency = "250 millis"
- * const jittery: Latency = { uniform: ["100 millis", "300 millis"], seed: 7 }
- * const tail: Latency = { exponential: "200 millis", min: "50 millis", seed: 7 }
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const fixed: FakeProvider.Latency = "250 millis"
+ * const jittery: FakeProvider.Latency = { uniform: ["100 millis", "300 millis"], seed: 7 }
+ * const tail: FakeProvider.Latency = { exponential: "200 millis", min: "50 millis", seed: 7 }
+ * @category Options
  * @since 0.1.0
  */
 export type Latency =
@@ -192,8 +210,10 @@ export type Latency =
  * when it fails.
  *
  * @example
- * const limited: FailureSpec = { status: 429, retryAfter: "2 seconds", message: "slow down" }
- * const tooLong: FailureSpec = { tag: "ContextWindowExceeded" }
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const limited: FakeProvider.FailureSpec = { status: 429, retryAfter: "2 seconds", message: "slow down" }
+ * const tooLong: FakeProvider.FailureSpec = { tag: "ContextWindowExceeded" }
+ * @category Options
  * @since 0.1.0
  */
 export type FailureSpec =
@@ -216,8 +236,10 @@ export type FailureSpec =
  * A failure: an HTTP status, an error tag, or a {@link FailureSpec}.
  *
  * @example
- * const overloaded: FailureInput = 529
- * const offline: FailureInput = "NetworkError"
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const overloaded: FakeProvider.FailureInput = 529
+ * const offline: FakeProvider.FailureInput = "NetworkError"
+ * @category Options
  * @since 0.1.0
  */
 export type FailureInput = number | ErrorTag | FailureSpec
@@ -237,10 +259,12 @@ export type FailureInput = number | ErrorTag | FailureSpec
  * A stream that fails this way fails before its first chunk.
  *
  * @example
- * const flaky: Failure = { probability: 0.2, seed: 42, error: 503 }
- * const firstThree: Failure = { first: 3, error: { status: 429, retryAfter: "1 second" } }
- * const pattern: Failure = { schedule: ["fail", "ok", "NetworkError"], error: 500 }
- * const firstMinute: Failure = (_callIndex, now) => now < 60_000 ? 503 : undefined
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const flaky: FakeProvider.Failure = { probability: 0.2, seed: 42, error: 503 }
+ * const firstThree: FakeProvider.Failure = { first: 3, error: { status: 429, retryAfter: "1 second" } }
+ * const pattern: FakeProvider.Failure = { schedule: ["fail", "ok", "NetworkError"], error: 500 }
+ * const firstMinute: FakeProvider.Failure = (_callIndex, now) => now < 60_000 ? 503 : undefined
+ * @category Options
  * @since 0.1.0
  */
 export type Failure =
@@ -268,8 +292,10 @@ export type Failure =
  * The last chunk has no content, `finish_reason: "stop"` and the usage.
  *
  * @example
- * const slowStream: StreamOptions = { chunks: ["Hel", "lo", "!"], chunkDelay: "50 millis" }
- * const cut: StreamOptions = { chunks: 5, failAfterChunks: 2, midStreamError: "NetworkError" }
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const slowStream: FakeProvider.StreamOptions = { chunks: ["Hel", "lo", "!"], chunkDelay: "50 millis" }
+ * const cut: FakeProvider.StreamOptions = { chunks: 5, failAfterChunks: 2, midStreamError: "NetworkError" }
+ * @category Options
  * @since 0.1.0
  */
 export interface StreamOptions {
@@ -291,7 +317,9 @@ export interface StreamOptions {
  * - `dimensions`: the embedding size when the request does not ask for one. Default 8
  *
  * @example
- * const behavior: Behavior = { reply: "hello", latency: "1 second", failure: { first: 2, error: 503 } }
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const behavior: FakeProvider.Behavior = { reply: "hello", latency: "1 second", failure: { first: 2, error: 503 } }
+ * @category Options
  * @since 0.1.0
  */
 export interface Behavior {
@@ -313,11 +341,13 @@ export interface Behavior {
  * - `maxRecordedCalls`: the most calls kept, oldest dropped first. Default 10 000
  *
  * @example
- * const options: Options = {
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const options: FakeProvider.Options = {
  *   name: "fake-openai",
  *   latency: "100 millis",
  *   byDeployment: { "gpt-a": { failure: 503 }, "gpt-b": { reply: "from b" } }
  * }
+ * @category Options
  * @since 0.1.0
  */
 export interface Options extends Behavior {
@@ -332,6 +362,7 @@ export interface Options extends Behavior {
  *
  * @example
  * import { Effect } from "effect"
+ * import { FakeProvider } from "effect-llm-router/testing"
  *
  * const program = Effect.gen(function*() {
  *   const fake = yield* FakeProvider.make()
@@ -340,6 +371,7 @@ export interface Options extends Behavior {
  *   const count = yield* fake.callCount // 1
  *   yield* fake.reset
  * })
+ * @category Models
  * @since 0.1.0
  */
 export interface FakeProvider extends Provider {
@@ -359,7 +391,9 @@ export interface FakeProvider extends Provider {
  * A {@link Target} for calling a provider directly.
  *
  * @example
- * const t = target("gpt-a", { model: "gpt-4o-mini" })
+ * import { FakeProvider } from "effect-llm-router/testing"
+ * const t = FakeProvider.target("gpt-a", { model: "gpt-4o-mini" })
+ * @category Testing
  * @since 0.1.0
  */
 export const target = (deploymentId = "fake-deployment", overrides?: Partial<Target>): Target => ({
@@ -375,7 +409,9 @@ export const target = (deploymentId = "fake-deployment", overrides?: Partial<Tar
  * A one-message chat request.
  *
  * @example
- * const request = chatRequest("What is 2 + 2?", "gpt-4o-mini")
+ * import { FakeProvider } from "effect-llm-router/testing"
+ * const request = FakeProvider.chatRequest("What is 2 + 2?", "gpt-4o-mini")
+ * @category Testing
  * @since 0.1.0
  */
 export const chatRequest = (content: string, model = "fake-model"): ChatRequest => ({
@@ -388,7 +424,9 @@ export const chatRequest = (content: string, model = "fake-model"): ChatRequest 
  * `deploymentId` (handy to build expected values).
  *
  * @example
- * toError(429, "fake", "a") // RateLimited { status: 429, provider: "fake", deploymentId: "a", ... }
+ * import { FakeProvider } from "effect-llm-router/testing"
+ * FakeProvider.toError(429, "fake", "a") // RateLimited { status: 429, provider: "fake", deploymentId: "a", ... }
+ * @category Testing
  * @since 0.1.0
  */
 export const toError: (failure: FailureInput, provider: string, deploymentId: string) => Errors.ProviderError =
@@ -398,7 +436,9 @@ export const toError: (failure: FailureInput, provider: string, deploymentId: st
  * The default token count of a text: `ceil(chars / 4)`.
  *
  * @example
- * countTokens("hello world") // 3
+ * import { FakeProvider } from "effect-llm-router/testing"
+ * FakeProvider.countTokens("hello world") // 3
+ * @category Testing
  * @since 0.1.0
  */
 export const countTokens: (text: string) => number = internal.countTokens
@@ -412,6 +452,7 @@ export const countTokens: (text: string) => number = internal.countTokens
  *
  * @example
  * import { Effect } from "effect"
+ * import { FakeProvider } from "effect-llm-router/testing"
  *
  * const program = Effect.gen(function*() {
  *   const fake = yield* FakeProvider.make({
@@ -420,6 +461,7 @@ export const countTokens: (text: string) => number = internal.countTokens
  *   })
  *   return yield* fake.chat(FakeProvider.chatRequest("hi"), FakeProvider.target("up"))
  * })
+ * @category Constructors
  * @since 0.1.0
  */
 export const make = (options: Options = {}): Effect.Effect<FakeProvider> => Effect.sync(() => unsafeMake(options))
@@ -429,8 +471,10 @@ export const make = (options: Options = {}): Effect.Effect<FakeProvider> => Effe
  * Throws on invalid options.
  *
  * @example
- * const fake = unsafeMake({ reply: "hello" })
+ * import { FakeProvider } from "effect-llm-router/testing"
+ * const fake = FakeProvider.unsafeMake({ reply: "hello" })
  * const deployment = { group: "fast", provider: fake, model: "fake-model" }
+ * @category Constructors
  * @since 0.1.0
  */
 export const unsafeMake: (options?: Options) => FakeProvider = internal.unsafeMake

@@ -88,6 +88,7 @@ import type { Provider } from "../Provider.js"
  *     { status: 409, error: "BadRequest" }
  *   ]
  * }
+ * @category Options
  * @since 0.1.0
  */
 export interface Options {
@@ -113,6 +114,7 @@ export interface Options {
  * @example
  * import type { OpenAiCompatible } from "effect-llm-router"
  * const azure: OpenAiCompatible.AzureOptions = { apiVersion: "2024-10-21" }
+ * @category Options
  * @since 0.1.0
  */
 export interface AzureOptions {
@@ -125,6 +127,7 @@ export interface AzureOptions {
  * @example
  * import { OpenAiCompatible } from "effect-llm-router"
  * OpenAiCompatible.defaultApiBase // "https://api.openai.com/v1"
+ * @category Constants
  * @since 0.1.0
  */
 export const defaultApiBase: string = internal.defaultApiBase
@@ -135,7 +138,7 @@ export const defaultApiBase: string = internal.defaultApiBase
  *
  * @example
  * import { FetchHttpClient } from "@effect/platform"
- * import { Effect, Layer, Redacted } from "effect"
+ * import { Effect, Layer } from "effect"
  * import { OpenAiCompatible, Router } from "effect-llm-router"
  *
  * const RouterLive = Layer.unwrapEffect(
@@ -150,6 +153,7 @@ export const defaultApiBase: string = internal.defaultApiBase
  *     })
  *   })
  * ).pipe(Layer.provide(Router.defaults), Layer.provide(FetchHttpClient.layer))
+ * @category Constructors
  * @since 0.1.0
  */
 export const make: (options?: Options) => Effect.Effect<Provider, InvalidConfig, HttpClient.HttpClient> = internal.make
