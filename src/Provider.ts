@@ -167,6 +167,13 @@ export const SystemMessage = Schema.Struct({
   /** A cache breakpoint after this message (on its last content block). */
   cache_control: Schema.optional(CacheControl)
 })
+/**
+ * A system message (the schema's type).
+ *
+ * @category Schemas
+ * @since 0.1.0
+ */
+export type SystemMessage = typeof SystemMessage.Type
 
 /**
  * A user message.
@@ -181,6 +188,13 @@ export const UserMessage = Schema.Struct({
   /** A cache breakpoint after this message (on its last content block). */
   cache_control: Schema.optional(CacheControl)
 })
+/**
+ * A user message (the schema's type).
+ *
+ * @category Schemas
+ * @since 0.1.0
+ */
+export type UserMessage = typeof UserMessage.Type
 
 /**
  * An assistant message: text, tool calls, or both.
@@ -216,6 +230,13 @@ export const ToolMessage = Schema.Struct({
   /** A cache breakpoint after this tool result. */
   cache_control: Schema.optional(CacheControl)
 })
+/**
+ * A tool message (the schema's type).
+ *
+ * @category Schemas
+ * @since 0.1.0
+ */
+export type ToolMessage = typeof ToolMessage.Type
 
 /**
  * Any chat message.

@@ -95,7 +95,7 @@ export const byError = (
 ): Layer.Layer<RetrySchedule> => Layer.succeed(RetrySchedule, { schedule: internal.byError(policies, options?.maxRetries) })
 
 /**
- * Builds the default policy's schedule.
+ * Builds the default policy: its schedule and its `maxWait`.
  *
  * @example
  * import { RetrySchedule } from "effect-llm-router"

@@ -25,12 +25,15 @@ vi.mock("effect/Effect", async (importOriginal) => {
   }
 })
 
-it("importing the HTTP core and the providers runs no Effect", async () => {
+it("importing the package (the HTTP core, the providers, every module) runs no Effect", async () => {
   calls.loading = true
   try {
     await import("../../src/internal/http.js")
     await import("../../src/providers/OpenAiCompatible.js")
     await import("../../src/providers/Anthropic.js")
+    // and every other module of the package, through its two entries
+    await import("../../src/index.js")
+    await import("../../src/testing.js")
   } finally {
     calls.loading = false
   }
