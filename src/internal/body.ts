@@ -18,8 +18,10 @@
  * gets a deadline (`firstByte` until bytes first arrive, `idle` after) and, if no timer is
  * pending, a timer is set for it; a timer that finds the waiting read overdue fails it with the
  * matching error and releases the body, one that finds a later deadline is set again. With
- * the live `Clock` the timer is a plain `setTimeout`; with any other clock (`TestClock`) it is a
- * fiber sleeping on that clock, so tests drive it.
+ * the live `Clock` the timer is a `setTimeout` whose task waits for a `setImmediate`, so that
+ * bytes which came while the event loop was busy are read before it decides (see
+ * {@link scheduleOn}); with any other clock (`TestClock`) it is a fiber sleeping on that clock,
+ * so tests drive it.
  *
  * `close` releases the body: destroyed (undici) or cancelled (fetch) unless it was read to its
  * end, so an abandoned body never holds a socket; the pending timer is cancelled.
@@ -82,22 +84,47 @@ export interface Options<E> {
  */
 export type Schedule = (task: () => void, millis: number) => () => void
 
-const liveClock = Effect.runSync(Effect.clock)
 const maxTimerMillis = 2 ** 31 - 1
 
 /**
- * Timers on a clock: `setTimeout` for the live clock, a fiber sleeping on any other clock (so
- * `TestClock` drives it).
+ * A live timer whose task runs in a `setImmediate` set when the timeout fires. After the event
+ * loop was blocked (a consumer computing synchronously on a chunk for longer than a limit),
+ * Node runs every overdue timer before it polls the sockets: a timer deciding there would fail
+ * a read whose bytes came in time and are waiting in the kernel. An immediate set then runs
+ * after that poll, once those bytes reached the reader (undici's `readable`, fetch's read
+ * promise, a response head: all settle within the poll's callbacks and microtasks), so the task
+ * sees them; what it still finds missing had not come when the timer fired. The cost is one
+ * immediate per timer that fires (none per chunk), and a real timeout comes one turn of the loop
+ * later.
+ */
+const liveSchedule: Schedule = (task, millis) => {
+  let immediate: ReturnType<typeof setImmediate> | undefined
+  // beyond 2^31 - 1 ms Node fires at once; a timer that comes early is set again
+  const timeout = setTimeout(() => {
+    immediate = setImmediate(task)
+  }, Math.min(millis, maxTimerMillis))
+  return () => {
+    clearTimeout(timeout)
+    if (immediate !== undefined) clearImmediate(immediate)
+  }
+}
+
+/** The class of the live clock, found on first use (not at load: the package declares no side effects). */
+let liveClockClass: unknown
+
+const isLive = (clock: Clock.Clock): boolean => clock.constructor === (liveClockClass ??= Clock.make().constructor)
+
+/**
+ * Timers on a clock: for the live clock a `setTimeout` whose task waits for the I/O already
+ * pending when it fires (a `setImmediate`, see above), so a busy event loop does not turn
+ * bytes that came in time into a timeout; a fiber sleeping on any other clock (so `TestClock`
+ * drives it).
  *
  * @internal
  */
 export const scheduleOn = (clock: Clock.Clock): Schedule =>
-  clock.constructor === liveClock.constructor
-    ? (task, millis) => {
-      // beyond 2^31 - 1 ms Node fires at once; a timer that comes early is set again
-      const handle = setTimeout(task, Math.min(millis, maxTimerMillis))
-      return () => clearTimeout(handle)
-    }
+  isLive(clock)
+    ? liveSchedule
     : (task, millis) => {
       const fiber = Effect.runFork(Effect.zipRight(clock.sleep(Duration.millis(millis)), Effect.sync(task)))
       return () => fiber.unsafeInterruptAsFork(FiberId.none)
@@ -320,17 +347,42 @@ class WebStreamReader<E> extends SourceReader<E> {
   }
 }
 
+/**
+ * Fails with `onTimeout()` once `ms` have passed on the live clock, on a {@link liveSchedule}
+ * timer (pending I/O is let in first). A timer can come early (set while the loop's time was
+ * stale after a busy stretch, or capped at 2^31 - 1 ms): it is set again for what is left.
+ */
+const liveTimeout = <E>(clock: Clock.Clock, ms: number, onTimeout: () => E): Effect.Effect<never, E> =>
+  Effect.async<never, E>((resume) => {
+    const deadline = clock.unsafeCurrentTimeMillis() + ms
+    let cancel: () => void
+    const check = () => {
+      const left = deadline - clock.unsafeCurrentTimeMillis()
+      if (left > 0) cancel = liveSchedule(check, left)
+      else resume(Effect.fail(onTimeout()))
+    }
+    cancel = liveSchedule(check, ms)
+    return Effect.sync(() => cancel())
+  })
+
 /** The general path: `response.stream` pulled in a scope of its own, each pull raced against its limit. */
 const pullReader = <E>(
   response: HttpClientResponse.HttpClientResponse,
-  options: Options<E>
+  options: Options<E>,
+  clock: Clock.Clock
 ): Effect.Effect<BodyReader<E>> =>
   Effect.flatMap(Scope.make(), (scope) =>
     Effect.map(Scope.extend(Stream.toPull(Stream.mapError(response.stream, options.onStreamError)), scope), (pull) => {
-      const limited = (limit: Duration.Duration, onTimeout: () => E) =>
-        Duration.isFinite(limit)
-          ? Effect.timeoutFail(pull, { duration: limit, onTimeout: () => Option.some(onTimeout()) })
-          : pull
+      const live = isLive(clock)
+      const limited = (limit: Duration.Duration, onTimeout: () => E) => {
+        if (!Duration.isFinite(limit)) return pull
+        const timedOut = () => Option.some(onTimeout())
+        // `Effect.timeoutFail` sleeps on a plain `setTimeout`: after a busy stretch it would fail
+        // a pull whose bytes are waiting to be polled
+        return live
+          ? Effect.raceFirst(pull, liveTimeout(clock, millis(limit), timedOut))
+          : Effect.timeoutFail(pull, { duration: limit, onTimeout: timedOut })
+      }
       const firstRead = limited(options.firstByte, options.onFirstByteTimeout)
       const idleRead = limited(options.idle, options.onIdleTimeout)
       const buffered: Array<Uint8Array> = []
@@ -397,7 +449,7 @@ export const open = <E>(
     const body = bodyOf(response)
     if (isNodeReadable(body)) return Effect.succeed(new NodeReader(body, options, clock, scheduleOn(clock)))
     if (isWebStream(body)) return Effect.succeed(new WebStreamReader(body, options, clock, scheduleOn(clock)))
-    return pullReader(response, options)
+    return pullReader(response, options, clock)
   })
 
 /**
