@@ -7,7 +7,6 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
-import * as Hash from "effect/Hash"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { InvalidConfig } from "./Errors.js"
@@ -133,12 +132,12 @@ const decodeList = decodeConfig(Schema.Array(Schema.Unknown), "deployments")
 const decodeOne = Schema.decodeUnknownEither(DeploymentConfig, { errors: "all", onExcessProperty: "error" })
 
 /**
- * The id a deployment gets when its config names none: readable, and stable across restarts
- * and reorderings because it hashes the config's identity, never its secrets.
+ * The id a deployment gets when its config names none: readable, and stable across restarts,
+ * reorderings and upgrades because it hashes (FNV-1a) the config's identity, never its secrets.
  *
  * @example
  * import { Deployment } from "effect-llm-router"
- * Deployment.deriveId({ group: "fast", provider: "openai", model: "gpt-4o-mini" }) // "fast/gpt-4o-mini#197eb3c2"
+ * Deployment.deriveId({ group: "fast", provider: "openai", model: "gpt-4o-mini" }) // "fast/gpt-4o-mini#fdae5fe8"
  * @category Constructors
  * @since 0.1.0
  */
@@ -151,8 +150,20 @@ export const deriveId = (config: {
 }): string => {
   const providerName = typeof config.provider === "string" ? config.provider : config.provider.name
   const identity = [config.group, providerName, config.model, config.apiBase ?? "", ...(config.tags ?? [])].join("\u0000")
-  const hash = (Hash.string(identity) >>> 0).toString(16).padStart(8, "0")
-  return `${config.group}/${config.model}#${hash}`
+  return `${config.group}/${config.model}#${fnv1a(identity).toString(16).padStart(8, "0")}`
+}
+
+/**
+ * 32-bit FNV-1a over UTF-16 code units: our own, so that derived ids stay the same across
+ * versions of this package's dependencies (ids end up in stores, logs and dashboards).
+ */
+const fnv1a = (text: string): number => {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193)
+  }
+  return hash >>> 0
 }
 
 /**

@@ -185,6 +185,18 @@ export type ProviderError =
   | NetworkError
   | MalformedResponse
 
+/**
+ * The tag of a {@link ProviderError}: what an upstream answer can be classed as (the `error` of
+ * an `ErrorMapping.Rule`, a fake provider's scripted failure).
+ *
+ * @example
+ * import type { Errors } from "effect-llm-router"
+ * const tag: Errors.ProviderErrorTag = "QuotaExceeded"
+ * @category Models
+ * @since 0.1.0
+ */
+export type ProviderErrorTag = ProviderError["_tag"]
+
 const providerErrorClasses: {
   readonly [K in ProviderError["_tag"]]: new(fields: ProviderErrorFields) => ProviderError
 } = {

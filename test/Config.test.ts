@@ -229,6 +229,12 @@ describe("Deployment.fromConfig", () => {
       expect(d.id.startsWith("g/m#")).toBe(true)
     })
 
+    it("are pinned: the same id in every version (FNV-1a of the identity, not a dependency's hash)", () => {
+      expect(Deployment.deriveId({ group: "fast", provider: "openai", model: "gpt-4o-mini" })).toBe("fast/gpt-4o-mini#fdae5fe8")
+      expect(Deployment.deriveId({ group: "fast", provider: "openai", model: "gpt-4o-mini", tags: ["eu"] }))
+        .not.toBe("fast/gpt-4o-mini#fdae5fe8")
+    })
+
     it("an explicit id wins", () => {
       const [d] = accepted([{ ...a, id: "primary" }])
       expect(d.id).toBe("primary")
