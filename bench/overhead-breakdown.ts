@@ -54,7 +54,10 @@ const direct = Effect.suspend(() => fake.chat(request, target))
 const retry = Effect.runSync(RetrySchedule.make())
 /** The schedule the router builds for every request. */
 const scheduleFor = () =>
-  Schedule.intersect(retry.schedule, Schedule.identity<Errors.RouterError>()).pipe(
+  Schedule.intersect(
+    Schedule.mapInput(retry.schedule, (error: Errors.RouterError) => ({ error, deployment: undefined, attempt: 1, othersAvailable: false })),
+    Schedule.identity<Errors.RouterError>()
+  ).pipe(
     Schedule.modifyDelayEffect((_, delay) => Effect.succeed(delay))
   )
 

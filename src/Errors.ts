@@ -17,8 +17,15 @@ import type * as Duration from "effect/Duration"
 export interface Attempt {
   readonly deploymentId: string
   readonly group: string
-  /** The tag of the error this attempt ended with; absent when it succeeded. */
+  /**
+   * `"won"`: its answer is the request's; `"failed"`: it ended with `error`; `"cancelled"`: it
+   * was stopped because another attempt of the request won (a hedge or a race), or the request
+   * itself was.
+   */
+  readonly outcome: "won" | "failed" | "cancelled"
+  /** The tag of the error this attempt ended with; absent unless it failed. */
   readonly error?: ErrorTag | undefined
+  /** From the call to the provider until its answer (for streams, its first content chunk), or until it was cancelled. */
   readonly latencyMs: number
 }
 
@@ -277,6 +284,38 @@ export class UnknownGroup extends Data.TaggedError("UnknownGroup")<{
 }> {}
 
 /**
+ * The request itself cannot be routed as asked: bad per-request options (a negative number of
+ * retries, an unknown deployment id, a fallback to an unknown group...). Each issue names the
+ * option's path. Nothing was sent upstream.
+ *
+ * @example
+ * import { Errors } from "effect-llm-router"
+ * new Errors.InvalidRequest({
+ *   issues: [{ path: "options.deployment", message: "unknown deployment \"gpt-z\"" }],
+ *   message: "invalid request options: options.deployment: unknown deployment \"gpt-z\""
+ * })
+ * @category Errors
+ * @since 0.1.0
+ */
+export class InvalidRequest extends Data.TaggedError("InvalidRequest")<{
+  readonly issues: ReadonlyArray<{ readonly path: string; readonly message: string }>
+  readonly message: string
+  readonly attempts?: ReadonlyArray<Attempt> | undefined
+}> {
+  /**
+   * Builds the error from its issues, with a message listing them.
+   *
+   * @since 0.1.0
+   */
+  static fromIssues(issues: ReadonlyArray<{ readonly path: string; readonly message: string }>): InvalidRequest {
+    return new InvalidRequest({
+      issues,
+      message: `invalid request options: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`
+    })
+  }
+}
+
+/**
  * Router configuration that cannot work. Raised when the router is built, never later.
  * Each issue names the path of the bad field, e.g. `deployments[2].weight`.
  *
@@ -310,7 +349,7 @@ export class InvalidConfig extends Data.TaggedError("InvalidConfig")<{
  * @category Errors
  * @since 0.1.0
  */
-export type RouterError = ProviderError | NoDeploymentAvailable | UnknownGroup
+export type RouterError = ProviderError | NoDeploymentAvailable | UnknownGroup | InvalidRequest
 
 /**
  * The tag of a {@link RouterError}.
@@ -373,7 +412,8 @@ export const classification: ClassificationTable = {
   ContextWindowExceeded: { retry: "never", cooldown: "none", fallback: "context_window" },
   ContentPolicy: { retry: "never", cooldown: "none", fallback: "content_policy" },
   NoDeploymentAvailable: { retry: "never", cooldown: "none", fallback: "generic" },
-  UnknownGroup: { retry: "never", cooldown: "none", fallback: "none" }
+  UnknownGroup: { retry: "never", cooldown: "none", fallback: "none" },
+  InvalidRequest: { retry: "never", cooldown: "none", fallback: "none" }
 }
 
 /**

@@ -20,24 +20,67 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
+import type * as Effect from "effect/Effect"
+import type { Deployment } from "./Deployment.js"
 import type { ErrorTag, InvalidConfig, RouterError } from "./Errors.js"
 import * as internal from "./internal/retry.js"
 
 /**
- * A retry policy: a schedule fed with each attempt's error. When it stops, the group is
+ * What a retry policy is fed with: one failed attempt of a request in a group.
+ *
+ * @example
+ * import type { RetrySchedule } from "effect-llm-router"
+ * import { Schedule } from "effect"
+ * // retry timeouts only while another deployment can take the retry
+ * const onlyElsewhere = Schedule.recurs(3).pipe(
+ *   Schedule.whileInput((failure: RetrySchedule.AttemptFailure) =>
+ *     failure.error._tag !== "Timeout" || failure.othersAvailable
+ *   )
+ * )
+ * @category Models
+ * @since 0.1.0
+ */
+export interface AttemptFailure {
+  readonly error: RouterError
+  /** The deployment the attempt went to; `undefined` when no deployment could take it. */
+  readonly deployment: Deployment | undefined
+  /** Attempts the request made in this group so far, the failed one included (1 for the first). */
+  readonly attempt: number
+  /** Whether another deployment of the group can take a retry right now. */
+  readonly othersAvailable: boolean
+}
+
+/**
+ * A retry policy: a schedule fed with each failed attempt. When it stops, the group is
  * exhausted and the router moves on to fallbacks.
  *
  * @category Models
  * @since 0.1.0
  */
-export interface Service {
-  readonly schedule: Schedule.Schedule<unknown, RouterError>
+export interface Policy {
+  readonly schedule: Schedule.Schedule<unknown, AttemptFailure>
   /**
    * The longest a retry waits for a deployment of the group to come back (a retry-after, a
    * cooldown) before the group is given up. Default 60 seconds, as the official OpenAI client
    * bounds a retry-after.
    */
   readonly maxWait?: Duration.Duration | undefined
+  /**
+   * The policy's schedule with at most `retries` retries, for a request's `retries` option
+   * (`Router.chat(request, { retries })`). Without it, that option can only lower the count.
+   */
+  readonly withRetries?: ((retries: number) => Schedule.Schedule<unknown, AttemptFailure>) | undefined
+}
+
+/**
+ * The retry service: a policy, and the policies of groups that have their own (LiteLLM's
+ * `model_group_retry_policy`).
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export interface Service extends Policy {
+  readonly groups?: Readonly<Record<string, Policy>> | undefined
 }
 
 /**
@@ -103,7 +146,7 @@ export const byError = (
  * @category Constructors
  * @since 0.1.0
  */
-export const make: (options?: Options) => import("effect/Effect").Effect<Service, InvalidConfig> = internal.make
+export const make: (options?: Options) => Effect.Effect<Service, InvalidConfig> = internal.make
 
 /**
  * The default policy: up to `retries` (2) retries, jittered exponential backoff from 500 ms,
@@ -129,8 +172,26 @@ export const layer = (options?: Options): Layer.Layer<RetrySchedule, InvalidConf
  * @category Layers
  * @since 0.1.0
  */
-export const fromSchedule = (schedule: Schedule.Schedule<unknown, RouterError>): Layer.Layer<RetrySchedule> =>
+export const fromSchedule = (schedule: Schedule.Schedule<unknown, AttemptFailure>): Layer.Layer<RetrySchedule> =>
   Layer.succeed(RetrySchedule, { schedule })
+
+/**
+ * Policies per group: each group listed gets its own policy, the others `otherwise` (the
+ * default policy when absent). Groups the router does not serve are refused when it is built.
+ *
+ * @example
+ * import { RetrySchedule } from "effect-llm-router"
+ * const RetryLive = RetrySchedule.byGroup(
+ *   { "claude-fast": RetrySchedule.make({ retries: 4 }), batch: RetrySchedule.make({ retries: 0 }) },
+ *   RetrySchedule.make({ retries: 2 })
+ * )
+ * @category Layers
+ * @since 0.1.0
+ */
+export const byGroup = (
+  groups: Readonly<Record<string, Effect.Effect<Policy, InvalidConfig>>>,
+  otherwise?: Effect.Effect<Policy, InvalidConfig>
+): Layer.Layer<RetrySchedule, InvalidConfig> => Layer.effect(RetrySchedule, internal.byGroup(groups, otherwise))
 
 /**
  * Never retries: each group gets one attempt (fallbacks still apply).

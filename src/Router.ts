@@ -14,6 +14,7 @@ import * as CostMeter from "./CostMeter.js"
 import type { Deployment, DeploymentConfig } from "./Deployment.js"
 import type { Attempt, ClassificationOverrides, InvalidConfig, RouterError } from "./Errors.js"
 import * as Fallback from "./Fallback.js"
+import * as Engine from "./internal/engine.js"
 import * as internal from "./internal/router.js"
 import type { ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Provider, Usage } from "./Provider.js"
 import * as RetrySchedule from "./RetrySchedule.js"
@@ -43,14 +44,15 @@ export interface RouteInfo {
   readonly requestedGroup: string
   /** The upstream model that answered. */
   readonly model: string
-  /** Every attempt, in order, the successful one last. */
+  /** Every attempt, in the order they started, each with its outcome (won, failed, cancelled). */
   readonly attempts: ReadonlyArray<Attempt>
   /** From the call to the router until the response (or, for streams, the last chunk). */
   readonly latencyMs: number
   /** Time spent in the router itself: total minus provider calls minus retry waits. */
   readonly overheadMs: number
-  /** Dollars this request cost (the successful attempt's usage at the deployment's price). */
+  /** Dollars this request cost: every attempt that reported usage, at its deployment's price. */
   readonly cost: number
+  /** The usage of the answer. */
   readonly usage: Usage | undefined
 }
 
@@ -71,19 +73,61 @@ export type Routed<A> = A & { readonly route: RouteInfo }
 export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
 
 /**
+ * Options of one request, beside its body. Each overrides the router's policy for this request
+ * only; an option that cannot work fails the request with `InvalidRequest` before anything is
+ * sent.
+ *
+ * - `retries`: the most retries per group (the policy's backoff stays)
+ * - `fallbacks`: the groups to try, in order, after the requested one is exhausted (any error
+ *   that falls back); their own fallbacks are not followed. `false`: no fallback
+ * - `timeout`: per attempt (for streams: until the first content chunk)
+ * - `deadline`: the whole request, retries, waits and fallbacks included (for streams: until
+ *   the first content chunk); when it passes the request fails with `Timeout`
+ * - `tags`: tags the deployment must carry, on top of `metadata.tags`
+ * - `deployment`: only this deployment (by id); the request's `model` must be its group
+ * - `contentFilterIsError`: a reply that finishes with `content_filter` is a `ContentPolicy`
+ *   error, so it takes the content-policy fallback (default: the router's config)
+ *
+ * Policies (`RetrySchedule`, `Fallback`, `Cooldown`, `Selector`, `CostMeter`) are also read
+ * from the context of each request: `Effect.provide(RetrySchedule.none)` around one call (or a
+ * tenant's calls) changes its policy.
+ *
+ * @example
+ * import { Effect } from "effect"
+ * import { Router } from "effect-llm-router"
+ * const program = Router.chat(
+ *   { model: "fast", messages: [{ role: "user", content: "Hi" }] },
+ *   { retries: 0, fallbacks: ["smart"], deadline: "20 seconds", tags: ["eu"] }
+ * )
+ * @category Options
+ * @since 0.1.0
+ */
+export interface RequestOptions {
+  readonly retries?: number | undefined
+  readonly fallbacks?: ReadonlyArray<string> | false | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly deadline?: Duration.DurationInput | undefined
+  readonly tags?: ReadonlyArray<string> | undefined
+  readonly deployment?: string | undefined
+  readonly contentFilterIsError?: boolean | undefined
+}
+
+/**
  * The router's operations.
  *
  * @category Models
  * @since 0.1.0
  */
 export interface Service {
-  readonly chat: (request: ChatRequest) => Effect.Effect<Routed<ChatResponse>, RouterError>
+  readonly chat: (request: ChatRequest, options?: RequestOptions) => Effect.Effect<Routed<ChatResponse>, RouterError>
   /**
-   * Retries and fallbacks happen before the first chunk; once a chunk has been emitted, an
-   * error ends the stream. The deployment's concurrency slot is held until the stream ends.
+   * Retries and fallbacks happen until the first chunk with content (text, a tool call or a
+   * finish): a role-only first chunk is held back until content follows. Once content has been
+   * emitted, an error ends the stream. The deployment's concurrency slot is held until the
+   * stream ends.
    */
-  readonly stream: (request: ChatRequest) => Stream.Stream<RoutedChunk, RouterError>
-  readonly embed: (request: EmbeddingRequest) => Effect.Effect<Routed<EmbeddingResponse>, RouterError>
+  readonly stream: (request: ChatRequest, options?: RequestOptions) => Stream.Stream<RoutedChunk, RouterError>
+  readonly embed: (request: EmbeddingRequest, options?: RequestOptions) => Effect.Effect<Routed<EmbeddingResponse>, RouterError>
   readonly deployments: ReadonlyArray<Deployment>
   readonly groups: ReadonlyArray<string>
 }
@@ -112,6 +156,8 @@ export class Router extends Context.Tag("effect-llm-router/Router")<Router, Serv
  *   part: whether an error kind is retried (`retry`), how it counts against a deployment
  *   (`cooldown`) and which fallback list it takes (`fallback`). To change which kind an upstream
  *   answer maps to (say, a 409 that should not be retried), give the provider `errorRules`
+ * - `contentFilterIsError`: a reply that finishes with `content_filter` is a `ContentPolicy`
+ *   error (it takes the content-policy fallback, as LiteLLM does). Default false
  *
  * @example
  * import { Router } from "effect-llm-router"
@@ -131,6 +177,7 @@ export interface Config {
   readonly providers?: Readonly<Record<string, Provider>>
   readonly timeout?: Duration.DurationInput
   readonly classification?: ClassificationOverrides
+  readonly contentFilterIsError?: boolean
 }
 
 /**
@@ -195,7 +242,8 @@ export const layer = (
  * LiteLLM-like routing policies over the `RouterState` store in context: weighted random
  * selection, 2 retries (at once on another deployment, else jittered backoff from 500 ms), the
  * default breaker, no fallbacks, the built-in price table. Provide your own store after it to
- * share state (the breaker's circuits and the spend live in the store).
+ * share state (the breaker's circuits and the spend live in the store). These policies are
+ * defaults: in a request's context they never override the policies a router was built with.
  *
  * @example
  * import { Layer } from "effect"
@@ -217,12 +265,14 @@ export const policies: Layer.Layer<
   InvalidConfig,
   RouterState.RouterState
 > = Layer.mergeAll(
-  Selector.weighted,
+  // a selector of its own (not the shared `Selector.weighted` value), so that marking it as a
+  // default does not mark a `Selector.weighted` provided around a request
+  Selector.fromEffect(Effect.map(Selector.Selector.pipe(Effect.provide(Selector.weighted)), (selector) => ({ ...selector }))),
   RetrySchedule.layer(),
   Fallback.none,
   Cooldown.layer(),
   CostMeter.layer()
-)
+).pipe(Layer.tap((context) => Effect.sync(() => Engine.markDefaults(context))))
 
 /**
  * {@link policies} over an in-memory store of their own: every routing service, ready to use.
@@ -260,8 +310,8 @@ export const defaults: Layer.Layer<
  * @category Accessors
  * @since 0.1.0
  */
-export const chat = (request: ChatRequest): Effect.Effect<Routed<ChatResponse>, RouterError, Router> =>
-  Effect.flatMap(Router, (router) => router.chat(request))
+export const chat = (request: ChatRequest, options?: RequestOptions): Effect.Effect<Routed<ChatResponse>, RouterError, Router> =>
+  Effect.flatMap(Router, (router) => router.chat(request, options))
 
 /**
  * Routes a streaming chat request through the router in context.
@@ -275,8 +325,8 @@ export const chat = (request: ChatRequest): Effect.Effect<Routed<ChatResponse>, 
  * @category Accessors
  * @since 0.1.0
  */
-export const stream = (request: ChatRequest): Stream.Stream<RoutedChunk, RouterError, Router> =>
-  Stream.unwrap(Effect.map(Router, (router) => router.stream(request)))
+export const stream = (request: ChatRequest, options?: RequestOptions): Stream.Stream<RoutedChunk, RouterError, Router> =>
+  Stream.unwrap(Effect.map(Router, (router) => router.stream(request, options)))
 
 /**
  * Routes an embedding request through the router in context.
@@ -287,5 +337,5 @@ export const stream = (request: ChatRequest): Stream.Stream<RoutedChunk, RouterE
  * @category Accessors
  * @since 0.1.0
  */
-export const embed = (request: EmbeddingRequest): Effect.Effect<Routed<EmbeddingResponse>, RouterError, Router> =>
-  Effect.flatMap(Router, (router) => router.embed(request))
+export const embed = (request: EmbeddingRequest, options?: RequestOptions): Effect.Effect<Routed<EmbeddingResponse>, RouterError, Router> =>
+  Effect.flatMap(Router, (router) => router.embed(request, options))

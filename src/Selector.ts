@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Deployment } from "./Deployment.js"
@@ -37,13 +38,27 @@ export type SelectionRequest =
   | { readonly kind: "embed"; readonly group: string; readonly request: EmbeddingRequest; readonly attempt: number }
 
 /**
- * A selection policy. `candidates` is never empty; `pick` returns one of them.
+ * A selector's answer when no candidate fits the request (a tier the request may not use, a
+ * region it must stay in...). The router turns it into `NoDeploymentAvailable` with reason
+ * `"none_fits"` and this message.
+ *
+ * @example
+ * import { Selector } from "effect-llm-router"
+ * new Selector.NoFit({ message: "no candidate in the EU region" })
+ * @category Errors
+ * @since 0.1.0
+ */
+export class NoFit extends Data.TaggedError("NoFit")<{ readonly message: string }> {}
+
+/**
+ * A selection policy. `candidates` is never empty; `pick` returns one of them, or fails with
+ * {@link NoFit} when none fits.
  *
  * @category Models
  * @since 0.1.0
  */
 export interface Service {
-  readonly pick: (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => Effect.Effect<Candidate>
+  readonly pick: (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => Effect.Effect<Candidate, NoFit>
 }
 
 /**
@@ -60,6 +75,7 @@ export class Selector extends Context.Tag("effect-llm-router/Selector")<Selector
 
 /**
  * A typed custom policy: a function of the candidates (with their live stats) and the request.
+ * It may fail with {@link NoFit}.
  *
  * @example
  * import { Effect } from "effect"
@@ -69,12 +85,44 @@ export class Selector extends Context.Tag("effect-llm-router/Selector")<Selector
  * const leastBusy = Selector.make((candidates) =>
  *   Effect.succeed(candidates.reduce((best, c) => (c.stats.inFlight < best.stats.inFlight ? c : best)))
  * )
+ * // premium requests only on deployments tagged "premium"
+ * const byTier = Selector.make((candidates, { request }) => {
+ *   const premium = request.metadata?.tier === "premium"
+ *   const fitting = candidates.filter((c) => c.deployment.tags.includes("premium") === premium)
+ *   return fitting.length > 0
+ *     ? Effect.succeed(fitting[0])
+ *     : Effect.fail(new Selector.NoFit({ message: `no ${premium ? "premium" : "standard"} deployment available` }))
+ * })
  * @category Layers
  * @since 0.1.0
  */
 export const make = (
-  pick: (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => Effect.Effect<Candidate>
+  pick: (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => Effect.Effect<Candidate, NoFit>
 ): Layer.Layer<Selector> => Layer.succeed(Selector, { pick })
+
+/**
+ * A policy built by an Effect: one that uses services (a tenant directory, a feature flag
+ * client...) reads them while it is built.
+ *
+ * @example
+ * import { Context, Effect } from "effect"
+ * import { Selector } from "effect-llm-router"
+ *
+ * class Regions extends Context.Tag("Regions")<Regions, { readonly allowed: ReadonlyArray<string> }>() {}
+ *
+ * const SelectorLive = Selector.fromEffect(Effect.gen(function*() {
+ *   const regions = yield* Regions
+ *   return {
+ *     pick: (candidates) => {
+ *       const fitting = candidates.filter((c) => c.deployment.tags.some((t) => regions.allowed.includes(t)))
+ *       return fitting.length > 0 ? Effect.succeed(fitting[0]) : Effect.fail(new Selector.NoFit({ message: "no deployment in an allowed region" }))
+ *     }
+ *   }
+ * })) // Layer<Selector, never, Regions>
+ * @category Layers
+ * @since 0.1.0
+ */
+export const fromEffect = <E, R>(build: Effect.Effect<Service, E, R>): Layer.Layer<Selector, E, R> => Layer.effect(Selector, build)
 
 /**
  * The default: weighted random. Each candidate's share is its `weight` when any candidate of

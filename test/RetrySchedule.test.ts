@@ -25,7 +25,8 @@ const errors: { readonly [K in Errors.ErrorTag]: Errors.RouterError } = {
   ContentPolicy: new Errors.ContentPolicy({ ...fields, status: 400 }),
   QuotaExceeded: new Errors.QuotaExceeded({ ...fields, status: 429 }),
   NoDeploymentAvailable: new Errors.NoDeploymentAvailable({ group: "g", reason: "cooling_down", message: "none" }),
-  UnknownGroup: new Errors.UnknownGroup({ group: "x", knownGroups: ["g"], message: "unknown" })
+  UnknownGroup: new Errors.UnknownGroup({ group: "x", knownGroups: ["g"], message: "unknown" }),
+  InvalidRequest: Errors.InvalidRequest.fromIssues([{ path: "options.retries", message: "expected a non-negative integer" }])
 }
 
 /**
@@ -33,7 +34,7 @@ const errors: { readonly [K in Errors.ErrorTag]: Errors.RouterError } = {
  * `Effect.retry(schedule)`, on the TestClock; returns how many attempts were made and when.
  */
 const drive = (
-  schedule: Schedule.Schedule<unknown, Errors.RouterError>,
+  schedule: Schedule.Schedule<unknown, RetrySchedule.AttemptFailure>,
   sequence: ReadonlyArray<Errors.RouterError>
 ) =>
   Effect.gen(function*() {
@@ -43,7 +44,13 @@ const drive = (
       times.push(t)
       return Effect.fail(error)
     })
-    const fiber = yield* Effect.fork(Effect.retry(attempt, schedule))
+    const asFailure = (error: Errors.RouterError): RetrySchedule.AttemptFailure => ({
+      error,
+      deployment: undefined,
+      attempt: times.length,
+      othersAvailable: false
+    })
+    const fiber = yield* Effect.fork(Effect.retry(attempt, Schedule.mapInput(schedule, asFailure)))
     yield* TestClock.adjust("1 hour")
     const exit = yield* Fiber.await(fiber)
     expect(Exit.isFailure(exit)).toBe(true)

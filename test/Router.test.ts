@@ -161,8 +161,8 @@ describe("Router", () => {
         expect(reply.route.requestedGroup).toBe("g")
         expect(reply.route.model).toBe("good-model")
         expect(reply.route.attempts).toEqual([
-          { deploymentId: "bad", group: "g", error: "ServerError", latencyMs: 1000 },
-          { deploymentId: "good", group: "g", latencyMs: 1000 }
+          { deploymentId: "bad", group: "g", outcome: "failed", error: "ServerError", latencyMs: 1000 },
+          { deploymentId: "good", group: "g", outcome: "won", latencyMs: 1000 }
         ])
         expect(reply.route.latencyMs).toBe(2000)
         expect(reply.route.usage).toEqual(usage)
@@ -181,8 +181,8 @@ describe("Router", () => {
       return Effect.gen(function*() {
         const reply = yield* runFor(Router.chat(ask("g")))
         expect(reply.route.attempts).toEqual([
-          { deploymentId: "slow", group: "g", error: "Timeout", latencyMs: 2000 },
-          { deploymentId: "fast", group: "g", latencyMs: 1000 }
+          { deploymentId: "slow", group: "g", outcome: "failed", error: "Timeout", latencyMs: 2000 },
+          { deploymentId: "fast", group: "g", outcome: "won", latencyMs: 1000 }
         ])
         expect(reply.route.latencyMs).toBe(3000)
         expect(yield* callLog(fake)).toEqual([["slow", 0, "interrupted"], ["fast", 2000, "success"]])
@@ -729,7 +729,7 @@ describe("Router", () => {
         expect(route.group).toBe("s")
         expect(route.requestedGroup).toBe("s")
         expect(route.model).toBe("s1-model")
-        expect(route.attempts).toEqual([{ deploymentId: "s1", group: "s", latencyMs: 1200 }])
+        expect(route.attempts).toEqual([{ deploymentId: "s1", group: "s", outcome: "won", latencyMs: 1200 }])
         expect(route.latencyMs).toBe(1200)
         expect(route.usage).toEqual(usage)
         expect(route.cost).toBeCloseTo(costOf(price), 12)

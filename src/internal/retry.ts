@@ -9,8 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Schema from "effect/Schema"
-import { classification, type ErrorTag, type InvalidConfig, type RouterError } from "../Errors.js"
-import type { Options, Service } from "../RetrySchedule.js"
+import { classification, type ErrorTag, type InvalidConfig } from "../Errors.js"
+import type { AttemptFailure, Options, Policy, Service } from "../RetrySchedule.js"
 import { DurationInput, PositiveDuration, validateConfig } from "./schemas.js"
 
 const errorTags = Object.keys(classification) as Array<ErrorTag>
@@ -31,17 +31,18 @@ const validate = validateConfig(OptionsSchema, "RetrySchedule.layer")
 export const byError = (
   policies: { readonly [K in ErrorTag]?: Schedule.Schedule<unknown, any> },
   maxRetries?: number
-): Schedule.Schedule<unknown, RouterError> => {
+): Schedule.Schedule<unknown, AttemptFailure> => {
   const initial: Record<string, unknown> = {}
   for (const tag of Object.keys(policies)) initial[tag] = policies[tag as ErrorTag]!.initial
-  const dispatch = Schedule.makeWithState<Record<string, unknown>, RouterError, unknown>(
+  const dispatch = Schedule.makeWithState<Record<string, unknown>, AttemptFailure, unknown>(
     initial,
-    (now, error, state) => {
-      const policy = policies[error._tag]
+    (now, failure, state) => {
+      const tag = failure.error._tag
+      const policy = policies[tag]
       if (policy === undefined) return Effect.succeed([state, undefined, ScheduleDecision.done] as const)
       return Effect.map(
-        policy.step(now, error, state[error._tag]),
-        ([next, out, decision]) => [{ ...state, [error._tag]: next }, out, decision] as const
+        policy.step(now, failure, state[tag]),
+        ([next, out, decision]) => [{ ...state, [tag]: next }, out, decision] as const
       )
     }
   )
@@ -50,18 +51,29 @@ export const byError = (
 
 export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig> =>
   Effect.map(validate(input), (options) => {
-    const retries = options.retries ?? 2
     const maxDelay = options.maxDelay ?? Duration.seconds(8)
     // As the official OpenAI and Anthropic clients: 0.5 s doubling, jittered, capped at 8 s.
     const backoff = Schedule.exponential(options.base ?? Duration.millis(500), options.factor ?? 2).pipe(
       Schedule.jittered,
       Schedule.modifyDelay((_, delay) => Duration.min(delay, maxDelay))
     )
-    // One backoff sequence for the whole request: kinds share the retry count. Which kinds are
+    const retryOn: ReadonlySet<string> | undefined = options.retryOn === undefined ? undefined : new Set(options.retryOn)
+    // One backoff sequence for the whole group: kinds share the retry count. Which kinds are
     // retried at all is the router's classification; `retryOn` narrows it further.
-    const counted = Schedule.intersect(backoff, Schedule.recurs(retries)) as Schedule.Schedule<unknown, RouterError>
-    const maxWait = options.maxWait
-    if (options.retryOn === undefined) return { schedule: counted, maxWait }
-    const retryOn: ReadonlySet<string> = new Set(options.retryOn)
-    return { schedule: Schedule.whileInput(counted, (error: RouterError) => retryOn.has(error._tag)), maxWait }
+    const withRetries = (retries: number): Schedule.Schedule<unknown, AttemptFailure> => {
+      const counted = Schedule.intersect(backoff, Schedule.recurs(retries)) as Schedule.Schedule<unknown, AttemptFailure>
+      return retryOn === undefined ? counted : Schedule.whileInput(counted, (failure: AttemptFailure) => retryOn.has(failure.error._tag))
+    }
+    return { schedule: withRetries(options.retries ?? 2), maxWait: options.maxWait, withRetries }
+  })
+
+export const byGroup = (
+  groups: Readonly<Record<string, Effect.Effect<Policy, InvalidConfig>>>,
+  otherwise?: Effect.Effect<Policy, InvalidConfig>
+): Effect.Effect<Service, InvalidConfig> =>
+  Effect.gen(function*() {
+    const fallback = yield* (otherwise ?? make())
+    const policies: Record<string, Policy> = {}
+    for (const [group, policy] of Object.entries(groups)) policies[group] = yield* policy
+    return { ...fallback, groups: policies }
   })

@@ -1,0 +1,233 @@
+/**
+ * One routed request: its options (checked before anything is sent), the policies it runs
+ * under, and what it accumulates across its attempts (attempts, exclusions, time spent), from
+ * which its route info is made.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
+import type { Deployment } from "../Deployment.js"
+import { type Attempt, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
+import type { Usage } from "../Provider.js"
+import type { RequestOptions, RouteInfo } from "../Router.js"
+import { type Engine, type Policies, policiesIn } from "./engine.js"
+import { DurationInput, formatIssues, NonEmptyString, PositiveDuration } from "./schemas.js"
+
+/**
+ * A request's options, checked and resolved.
+ *
+ * @internal
+ */
+export interface Options {
+  readonly retries: number | undefined
+  readonly fallbacks: ReadonlyArray<string> | false | undefined
+  readonly timeout: Duration.Duration | undefined
+  readonly deadline: Duration.Duration | undefined
+  /** The deployment the request is pinned to. */
+  readonly deployment: Deployment | undefined
+}
+
+/**
+ * What one routed request accumulates across its attempts.
+ *
+ * @internal
+ */
+export interface RequestContext {
+  readonly engine: Engine
+  readonly policies: Policies
+  readonly requestedGroup: string
+  readonly tags: ReadonlyArray<string>
+  readonly clock: Clock.Clock
+  readonly startedMs: number
+  readonly options: Options | undefined
+  readonly contentFilterIsError: boolean
+  readonly attempts: Array<Attempt>
+  /** The deployment the last attempt failed on: the next retry avoids it when it can. */
+  lastFailed: string | undefined
+  /** Deployments this request never goes back to (they failed with an error retried only elsewhere). */
+  excluded: Set<string> | undefined
+  /** The last error an upstream answered with: what the caller gets if the request then runs out of deployments. */
+  lastUpstream: ProviderError | undefined
+  /**
+   * When each deployment that answered with a retry-after takes this request again (epoch ms):
+   * the request never goes back earlier, whatever the cooldown policy does.
+   */
+  notBefore: Map<string, number> | undefined
+  /** Attempts made in the group being tried. */
+  groupAttempts: number
+  providerMs: number
+  waitedMs: number
+  /** Dollars of attempts that reported usage but did not win (a reply refused as content-filtered). */
+  otherCost: number
+}
+
+const noTags: ReadonlyArray<string> = []
+
+/** @internal */
+export const nowMs = (clock: Clock.Clock): number => Number(clock.unsafeCurrentTimeNanos()) / 1e6
+
+const RequestOptionsSchema = Schema.Struct({
+  retries: Schema.optional(
+    Schema.UndefinedOr(Schema.Number.pipe(Schema.int(), Schema.nonNegative({ message: () => "expected a non-negative integer" })))
+  ),
+  fallbacks: Schema.optional(Schema.UndefinedOr(Schema.Union(Schema.Array(NonEmptyString), Schema.Literal(false)))),
+  timeout: Schema.optional(Schema.UndefinedOr(PositiveDuration)),
+  deadline: Schema.optional(Schema.UndefinedOr(DurationInput)),
+  tags: Schema.optional(Schema.UndefinedOr(Schema.Array(Schema.String))),
+  deployment: Schema.optional(Schema.UndefinedOr(NonEmptyString)),
+  contentFilterIsError: Schema.optional(Schema.UndefinedOr(Schema.Boolean))
+})
+const decodeOptions = Schema.decodeUnknownEither(RequestOptionsSchema, { errors: "all", onExcessProperty: "error" })
+
+const resolveOptions = (
+  engine: Engine,
+  group: string,
+  input: RequestOptions
+): Either.Either<{ readonly options: Options; readonly tags: ReadonlyArray<string> | undefined; readonly contentFilterIsError: boolean | undefined }, InvalidRequest> => {
+  const decoded = decodeOptions(input)
+  if (Either.isLeft(decoded)) return Either.left(InvalidRequest.fromIssues(formatIssues(decoded.left, "options")))
+  const o = decoded.right
+  const issues: Array<{ path: string; message: string }> = []
+  let deployment: Deployment | undefined
+  if (o.deployment !== undefined) {
+    deployment = engine.byId.get(o.deployment)
+    if (deployment === undefined) {
+      issues.push({ path: "options.deployment", message: `unknown deployment "${o.deployment}"` })
+    } else if (deployment.group !== group) {
+      issues.push({
+        path: "options.deployment",
+        message: `deployment "${o.deployment}" serves group "${deployment.group}", not the requested "${group}"`
+      })
+    }
+  }
+  if (o.fallbacks !== undefined && o.fallbacks !== false) {
+    o.fallbacks.forEach((name, i) => {
+      if (!engine.pools.has(name)) {
+        issues.push({ path: `options.fallbacks[${i}]`, message: `unknown model group "${name}"; known: ${engine.groups.join(", ")}` })
+      }
+    })
+  }
+  if (issues.length > 0) return Either.left(InvalidRequest.fromIssues(issues))
+  return Either.right({
+    options: {
+      retries: o.retries,
+      fallbacks: o.fallbacks,
+      timeout: o.timeout,
+      deadline: o.deadline,
+      deployment
+    },
+    tags: o.tags,
+    contentFilterIsError: o.contentFilterIsError
+  })
+}
+
+/**
+ * A new request on `fiber`'s clock (so `TestClock` drives it), under the policies of its
+ * context, or why it cannot be routed.
+ *
+ * @internal
+ */
+export const start = (
+  engine: Engine,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  group: string,
+  metadataTags: ReadonlyArray<string> | undefined,
+  input: RequestOptions | undefined
+): Either.Either<RequestContext, UnknownGroup | InvalidRequest> => {
+  if (!engine.pools.has(group)) {
+    return Either.left(
+      new UnknownGroup({
+        group,
+        knownGroups: engine.groups,
+        message: `unknown model group "${group}"; known groups: ${engine.groups.join(", ")}`
+      })
+    )
+  }
+  let options: Options | undefined
+  let tags = metadataTags ?? noTags
+  let contentFilterIsError = engine.contentFilterIsError
+  if (input !== undefined) {
+    const resolved = resolveOptions(engine, group, input)
+    if (Either.isLeft(resolved)) return Either.left(resolved.left)
+    options = resolved.right.options
+    if (resolved.right.tags !== undefined && resolved.right.tags.length > 0) tags = [...tags, ...resolved.right.tags]
+    if (resolved.right.contentFilterIsError !== undefined) contentFilterIsError = resolved.right.contentFilterIsError
+  }
+  const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+  return Either.right({
+    engine,
+    policies: policiesIn(engine, fiber.currentContext),
+    requestedGroup: group,
+    tags,
+    clock,
+    startedMs: nowMs(clock),
+    options,
+    contentFilterIsError,
+    attempts: [],
+    lastFailed: undefined,
+    excluded: undefined,
+    lastUpstream: undefined,
+    notBefore: undefined,
+    groupAttempts: 0,
+    providerMs: 0,
+    waitedMs: 0,
+    otherCost: 0
+  })
+}
+
+/** Re-creates an error with the request's attempts on it (errors are immutable). */
+const withAttempts = (error: RouterError, attempts: ReadonlyArray<Attempt>): RouterError => {
+  const Ctor = error.constructor as new(args: object) => RouterError
+  return new Ctor({ ...error, message: error.message, attempts: attempts.slice() })
+}
+
+/**
+ * The error a failed request ends with: out of deployments after upstream failures, the last
+ * upstream error rather than `NoDeploymentAvailable`; with every attempt.
+ *
+ * @internal
+ */
+export const finalError = (ctx: RequestContext, error: RouterError): RouterError =>
+  withAttempts(error._tag === "NoDeploymentAvailable" && ctx.lastUpstream !== undefined ? ctx.lastUpstream : error, ctx.attempts)
+
+/**
+ * The cost of `usage` on `d`, recorded as spend.
+ *
+ * @internal
+ */
+export const meter = (ctx: RequestContext, d: Deployment, usage: Usage | undefined): Effect.Effect<number> => {
+  const cost = usage === undefined ? 0 : ctx.policies.meter.cost(d, usage)
+  return Effect.as(ctx.policies.meter.record(d, ctx.tags, cost), cost)
+}
+
+/** @internal */
+export const routeInfo = (ctx: RequestContext, d: Deployment, usage: Usage | undefined, cost: number): RouteInfo => {
+  const latencyMs = nowMs(ctx.clock) - ctx.startedMs
+  return {
+    deploymentId: d.id,
+    group: d.group,
+    requestedGroup: ctx.requestedGroup,
+    model: d.model,
+    attempts: ctx.attempts,
+    latencyMs,
+    overheadMs: Math.max(0, latencyMs - ctx.providerMs - ctx.waitedMs),
+    cost: cost + ctx.otherCost,
+    usage
+  }
+}
+
+/**
+ * Milliseconds left before the request's deadline (`Infinity` without one).
+ *
+ * @internal
+ */
+export const timeLeft = (ctx: RequestContext): number => {
+  const deadline = ctx.options?.deadline
+  return deadline === undefined ? Infinity : ctx.startedMs + Duration.toMillis(deadline) - nowMs(ctx.clock)
+}
