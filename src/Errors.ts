@@ -25,8 +25,10 @@ export interface Attempt {
   readonly outcome: "won" | "failed" | "cancelled"
   /** The tag of the error this attempt ended with; absent unless it failed. */
   readonly error?: ErrorTag | undefined
-  /** From the call to the provider until its answer (for streams, its first content chunk), or until it was cancelled. */
+  /** From the call to the provider until its answer (a stream: its end), its failure, or its cancellation. */
   readonly latencyMs: number
+  /** Streams: from the call until the first content chunk. */
+  readonly firstContentMs?: number | undefined
 }
 
 /**

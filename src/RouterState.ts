@@ -23,8 +23,22 @@ import * as internal from "./internal/state.js"
  */
 export interface DeploymentStats {
   readonly inFlight: number
-  /** Moving average of successful call latency; `undefined` before the first success. */
+  /** Mean age of the calls in flight, in ms (0 when none): a stuck deployment shows it before any of them ends. */
+  readonly inFlightAgeMs: number
+  /**
+   * Moving average of chat and embed call latency, in ms; failures count as slow (at least
+   * twice the average). `undefined` before the first sample.
+   */
   readonly latencyMs: number | undefined
+  /** Moving average of streams' time to first content, in ms (failures count as slow). */
+  readonly firstTokenMs: number | undefined
+  /** Moving average of generation time per output token, in ms, where the usage said how many. */
+  readonly perTokenMs: number | undefined
+  /**
+   * Quantiles of the recent samples behind `latencyMs` (`calls`) and `firstTokenMs` (`streams`),
+   * within 2% (over the state window).
+   */
+  readonly latency: { readonly calls: LatencyQuantiles; readonly streams: LatencyQuantiles }
   /** Calls started in the window (what rpm limits count). */
   readonly requests: number
   /** Tokens used in the window (what tpm limits count). */
@@ -39,6 +53,24 @@ export interface DeploymentStats {
   readonly cooldown: CooldownRecord
   /** The upstream's last reported rate-limit headroom, if its responses carry any. */
   readonly upstream: RateLimitInfo | undefined
+}
+
+/**
+ * Latency quantiles of a deployment's recent samples.
+ *
+ * @example
+ * import type { RouterState } from "effect-llm-router"
+ * declare const stats: RouterState.DeploymentStats
+ * declare const now: number
+ * const p95 = stats.latency.calls.count(now) >= 20 ? stats.latency.calls.quantile(now, 0.95) : undefined
+ * @category Models
+ * @since 0.1.0
+ */
+export interface LatencyQuantiles {
+  /** The q-quantile (q in [0, 1]) of the samples in the window at `now`, `undefined` without any. */
+  readonly quantile: (now: number, q: number) => number | undefined
+  /** How many samples the window holds at `now`. */
+  readonly count: (now: number) => number
 }
 
 /**
@@ -66,15 +98,23 @@ export interface CooldownRecord {
 /**
  * The outcome of one finished call: `"success"` (or an answer that says the deployment is
  * alive, such as a bad request), `"failure"` (counts against the deployment), `"ignored"`
- * (neither: a rate limit with a retry-after, which holds the deployment instead). `latencyMs`
- * feeds the latency average when given.
+ * (neither: a rate limit with a retry-after, which holds the deployment instead).
+ *
+ * - `latencyMs`: from the call to its answer, its failure, or (streams) its end
+ * - `firstTokenMs`: streams only, from the call to the first content (absent when the stream
+ *   failed before any: `latencyMs` is then its time to first content)
+ * - `outputTokens`: tokens generated, when the usage said
+ * - `tokens`: all tokens of the call (what tpm limits count)
  *
  * @category Models
  * @since 0.1.0
  */
 export interface Outcome {
   readonly result: "success" | "failure" | "ignored"
-  readonly latencyMs: number | undefined
+  readonly kind: "call" | "stream"
+  readonly latencyMs: number
+  readonly firstTokenMs?: number | undefined
+  readonly outputTokens?: number | undefined
   readonly tokens: number
 }
 
@@ -101,9 +141,9 @@ export interface Service {
   readonly snapshot: (deployments: ReadonlyArray<Deployment>, now: number) => Effect.Effect<ReadonlyArray<DeploymentStats>>
   /** Takes a concurrency slot when the deployment's `maxConcurrent` allows; counts the request. */
   readonly acquire: (deployment: Deployment, now: number) => Effect.Effect<boolean>
-  /** Gives a slot back. */
-  readonly release: (deployment: Deployment) => Effect.Effect<void>
-  /** Records a finished call: latency, tokens, success or failure (see {@link Outcome}). */
+  /** Gives a slot back: the one taken at `startedAt` (epoch ms, as given to `acquire`). */
+  readonly release: (deployment: Deployment, startedAt: number) => Effect.Effect<void>
+  /** Records a finished call: its latency samples, tokens, success or failure (see {@link Outcome}). */
   readonly recordOutcome: (deployment: Deployment, now: number, outcome: Outcome) => Effect.Effect<void>
   /** Keeps the rate-limit headroom the upstream last reported. */
   readonly recordRateLimit: (deployment: Deployment, info: RateLimitInfo) => Effect.Effect<void>
@@ -151,8 +191,8 @@ export interface MemoryOptions {
 }
 
 /**
- * Creates an in-memory store (one process). Its memory is bounded: constant per deployment,
- * plus one number per spend key.
+ * Creates an in-memory store (one process). Its memory is bounded: constant per deployment
+ * (about 14 KB, mostly its two latency sketches), plus one number per spend key.
  *
  * @example
  * import { RouterState } from "effect-llm-router"

@@ -729,7 +729,8 @@ describe("Router", () => {
         expect(route.group).toBe("s")
         expect(route.requestedGroup).toBe("s")
         expect(route.model).toBe("s1-model")
-        expect(route.attempts).toEqual([{ deploymentId: "s1", group: "s", outcome: "won", latencyMs: 1200 }])
+        // the whole stream, and its first content after the 1 s latency
+        expect(route.attempts).toEqual([{ deploymentId: "s1", group: "s", outcome: "won", latencyMs: 1200, firstContentMs: 1000 }])
         expect(route.latencyMs).toBe(1200)
         expect(route.usage).toEqual(usage)
         expect(route.cost).toBeCloseTo(costOf(price), 12)

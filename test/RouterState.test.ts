@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, TestClock } from "effect"
-import { CostMeter, type Provider, RetrySchedule, Router, RouterState } from "../src/index.js"
+import { Effect, Either, Fiber, Layer, Stream, TestClock } from "effect"
+import { CostMeter, Deployment, type Provider, RetrySchedule, Router, RouterState } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
 
 describe("RouterState", () => {
@@ -48,8 +48,8 @@ describe("RouterState", () => {
       }
       expect(yield* state.acquire(deployment, 0)).toBe(true)
       expect(yield* state.acquire(deployment, 0)).toBe(false) // maxConcurrent 1
-      yield* state.recordOutcome(deployment, 1_000, { result: "success", latencyMs: 100, tokens: 50 })
-      yield* state.release(deployment)
+      yield* state.recordOutcome(deployment, 1_000, { result: "success", kind: "call", latencyMs: 100, tokens: 50 })
+      yield* state.release(deployment, 0)
       const [now] = yield* state.snapshot([deployment], 1_000)
       expect(now).toMatchObject({ inFlight: 0, requests: 1, tokens: 50, completed: 1, failures: 0, latencyMs: 100 })
       const [later] = yield* state.snapshot([deployment], 61_000)
@@ -110,4 +110,69 @@ describe("RouterState: a store of your own", () => {
       expect(error.issues.map((i) => i.path)).toEqual(["RouterState", "RouterState"])
       expect(error.message).toContain("Router.policies")
     }))
+})
+
+describe("RouterState: latency samples", () => {
+  const fake = FakeProvider.unsafeMake()
+  const [deployment] = Either.getOrThrow(Deployment.fromConfig([{ id: "d", group: "g", provider: fake, model: "m" }], {}))
+
+  it.effect("time to first content and whole calls are kept apart; failures count as slow; per output token", () =>
+    Effect.gen(function*() {
+      const state = yield* RouterState.makeMemory()
+      for (let i = 0; i < 10; i++) {
+        yield* state.recordOutcome(deployment, 1_000 + i, { result: "success", kind: "call", latencyMs: 100, outputTokens: 50, tokens: 60 })
+        yield* state.recordOutcome(deployment, 1_000 + i, {
+          result: "success",
+          kind: "stream",
+          latencyMs: 2_000,
+          firstTokenMs: 10,
+          outputTokens: 199,
+          tokens: 210
+        })
+      }
+      const [stats] = yield* state.snapshot([deployment], 2_000)
+      expect(stats.latencyMs).toBeCloseTo(100, 6)
+      // a stream's time to first content (10 ms), not its whole 2 s, before: 204 ms was recorded for 10 ms
+      expect(stats.firstTokenMs).toBeCloseTo(10, 6)
+      // (100 / 50 + (2000 - 10) / 199) / 2 tokens in ms, both 2 and 10 ms per token seen
+      expect(stats.perTokenMs).toBeGreaterThan(2)
+      expect(stats.perTokenMs).toBeLessThan(10)
+      expect(stats.latency.calls.count(2_000)).toBe(10)
+      expect(stats.latency.calls.quantile(2_000, 0.95)).toBeCloseTo(100, -1)
+      expect(stats.latency.streams.quantile(2_000, 0.5)).toBeCloseTo(10, 0)
+      // a fast failure counts as at least twice the average: failing fast does not look fast
+      yield* state.recordOutcome(deployment, 2_000, { result: "failure", kind: "call", latencyMs: 5, tokens: 0 })
+      const [after] = yield* state.snapshot([deployment], 2_000)
+      expect(after.latencyMs).toBeGreaterThan(100)
+      expect(after.latency.calls.quantile(2_000, 1)).toBeGreaterThanOrEqual(196)
+    }))
+
+  it.effect("the mean age of the calls in flight shows a stuck deployment before any call ends", () =>
+    Effect.gen(function*() {
+      const state = yield* RouterState.makeMemory()
+      yield* state.acquire(deployment, 0)
+      yield* state.acquire(deployment, 10_000)
+      const [stats] = yield* state.snapshot([deployment], 20_000)
+      expect(stats.inFlight).toBe(2)
+      expect(stats.inFlightAgeMs).toBe(15_000)
+      yield* state.release(deployment, 0)
+      const [one] = yield* state.snapshot([deployment], 20_000)
+      expect(one.inFlightAgeMs).toBe(10_000)
+      yield* state.release(deployment, 10_000)
+      expect((yield* state.snapshot([deployment], 20_000))[0].inFlightAgeMs).toBe(0)
+    }))
+
+  it.effect("through the router: a stream's first content and a timeout's slowness reach the stats", () => {
+    const slow = FakeProvider.unsafeMake({ latency: "10 millis", stream: { chunks: 5, chunkDelay: "50 millis" } })
+    return Effect.gen(function*() {
+      const router = yield* Router.Router
+      const state = yield* RouterState.RouterState
+      const fiber = yield* Effect.fork(Stream.runDrain(Router.stream({ model: "g", messages: [{ role: "user", content: "hi" }] })))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      const [stats] = yield* state.snapshot(router.deployments, 1_000)
+      expect(stats.firstTokenMs).toBe(10)
+      expect(stats.latencyMs).toBeUndefined()
+    }).pipe(Effect.provide(Router.layer({ deployments: [{ id: "a", group: "g", provider: slow, model: "m" }] }).pipe(Layer.provideMerge(Router.defaults))))
+  })
 })

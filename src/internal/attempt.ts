@@ -74,6 +74,17 @@ export const poolOf = (ctx: RequestContext, group: string): ReadonlyArray<Deploy
 type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
 
 /**
+ * A deployment taken for an attempt: its candidate, and when its slot was taken (epoch ms, what
+ * `RouterState.release` is given back).
+ *
+ * @internal
+ */
+export interface Taken {
+  readonly candidate: Candidate
+  readonly at: number
+}
+
+/**
  * Picks, claims and acquires a deployment of `group`, or says why none can take the request.
  * Runs inside the caller's uninterruptible region, so that a slot it acquires is always handed
  * over to the caller's release; only the selector's own pick stays interruptible.
@@ -85,7 +96,7 @@ export const choose = (
   group: string,
   selection: SelectionRequest,
   restore: Restore
-): Effect.Effect<Candidate, NoDeploymentAvailable> =>
+): Effect.Effect<Taken, NoDeploymentAvailable> =>
   Effect.suspend(() => {
     const pool = poolOf(ctx, group)
     const now = ctx.clock.unsafeCurrentTimeMillis()
@@ -138,7 +149,7 @@ const pickFrom = (
   restore: Restore,
   now: number,
   counts: Unavailable
-): Effect.Effect<Candidate, NoDeploymentAvailable> => {
+): Effect.Effect<Taken, NoDeploymentAvailable> => {
   if (candidates.length === 0) return Effect.fail(unavailable(group, counts, ctx, now))
   const { cooldown, selector } = ctx.policies
   const picked = Effect.catchTag(
@@ -152,7 +163,7 @@ const pickFrom = (
     const closed = candidate.stats.cooldown.status === "closed"
     const others = () => candidates.filter((c) => c !== candidate)
     const take = Effect.flatMap(ctx.engine.state.acquire(d, now), (acquired) => {
-      if (acquired) return Effect.succeed(candidate)
+      if (acquired) return Effect.succeed({ candidate, at: now })
       counts.full++
       return Effect.zipRight(closed ? Effect.void : cooldown.onInterrupt(d, now), pickFrom(ctx, group, others(), selection, restore, now, counts))
     })
@@ -168,7 +179,9 @@ const pickFrom = (
 
 /**
  * Records a finished call everywhere it counts: the request's attempts, the deployment's
- * outcome in the store, the breaker. An interrupted call is `cancelled` and judges nothing.
+ * outcome in the store (its latency samples: the whole call, or for a stream its first content
+ * `firstContentMs` after it started), the breaker. An interrupted call is `cancelled` and
+ * judges nothing.
  *
  * @internal
  */
@@ -176,9 +189,11 @@ export const settle = (
   ctx: RequestContext,
   d: Deployment,
   startedMs: number,
+  circuitClosed: boolean,
   exit: Exit.Exit<unknown, ProviderError>,
-  tokens: number,
-  circuitClosed: boolean
+  kind: "call" | "stream",
+  usage: { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined,
+  firstContentMs?: number | undefined
 ): Effect.Effect<void> => {
   const latencyMs = nowMs(ctx.clock) - startedMs
   const now = ctx.clock.unsafeCurrentTimeMillis()
@@ -187,8 +202,19 @@ export const settle = (
   ctx.providerMs += latencyMs
   ctx.groupAttempts++
   if (Exit.isSuccess(exit)) {
-    ctx.attempts.push({ deploymentId: d.id, group: d.group, outcome: "won", latencyMs })
-    const recorded = state.recordOutcome(d, now, { result: "success", latencyMs, tokens })
+    ctx.attempts.push(
+      firstContentMs === undefined
+        ? { deploymentId: d.id, group: d.group, outcome: "won", latencyMs }
+        : { deploymentId: d.id, group: d.group, outcome: "won", latencyMs, firstContentMs }
+    )
+    const recorded = state.recordOutcome(d, now, {
+      result: "success",
+      kind,
+      latencyMs,
+      firstTokenMs: firstContentMs,
+      outputTokens: usage?.completion_tokens,
+      tokens: usage?.total_tokens ?? 0
+    })
     // A success only changes a circuit that was not closed when the attempt began.
     return circuitClosed ? recorded : Effect.zipRight(recorded, cooldown.onSuccess(d, now))
   }
@@ -213,7 +239,7 @@ export const settle = (
     ? "ignored"
     : "failure"
   return Effect.zipRight(
-    state.recordOutcome(d, now, { result, latencyMs: undefined, tokens: 0 }),
+    state.recordOutcome(d, now, { result, kind, latencyMs, firstTokenMs: firstContentMs, tokens: 0 }),
     cooldown.onFailure(d, { error, classification, group: ctx.engine.pools.get(d.group)!, now })
   )
 }
@@ -259,21 +285,21 @@ export const call = <A>(
   group: string,
   selection: SelectionRequest,
   invoke: (d: Deployment) => Effect.Effect<A, ProviderError>,
-  tokensOf: (a: A) => number
+  usageOf: (a: A) => { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined
 ): Effect.Effect<readonly [A, Deployment], ProviderError | NoDeploymentAvailable> =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(choose(ctx, group, selection, restore), (picked) => {
-      const d = picked.deployment
+    Effect.flatMap(choose(ctx, group, selection, restore), ({ at, candidate }) => {
+      const d = candidate.deployment
       const startedMs = nowMs(ctx.clock)
-      const closed = picked.stats.cooldown.status === "closed"
-      const done = (exit: Exit.Exit<A, ProviderError>, tokens: number) =>
+      const closed = candidate.stats.cooldown.status === "closed"
+      const done = (exit: Exit.Exit<A, ProviderError>, usage: ReturnType<typeof usageOf>) =>
         Effect.zipRight(
-          Effect.zipRight(ctx.engine.state.release(d), settle(ctx, d, startedMs, exit, tokens, closed)),
+          Effect.zipRight(ctx.engine.state.release(d, at), settle(ctx, d, startedMs, closed, exit, "call", usage)),
           Exit.map(exit, (a) => [a, d] as const)
         )
       return Effect.matchCauseEffect(restore(withTimeout(ctx, d, invoke(d))), {
-        onSuccess: (a) => done(Exit.succeed(a), tokensOf(a)),
-        onFailure: (cause) => done(Exit.failCause(cause), 0)
+        onSuccess: (a) => done(Exit.succeed(a), usageOf(a)),
+        onFailure: (cause) => done(Exit.failCause(cause), undefined)
       })
     })
   )

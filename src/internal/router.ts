@@ -189,7 +189,7 @@ export const make = (config: Config) =>
         }
         return Effect.flatMap(
           Driver.run(ctx, (group) =>
-            Attempt.call(ctx, group, { kind: "chat", group, request, attempt: ctx.groupAttempts }, invoke, (r) => r.usage?.total_tokens ?? 0)),
+            Attempt.call(ctx, group, { kind: "chat", group, request, attempt: ctx.groupAttempts }, invoke, (r) => r.usage)),
           ([response, d]) =>
             Effect.map(meter(ctx, d, response.usage), (cost) => ({ ...response, route: routeInfo(ctx, d, response.usage, cost) }))
         )
@@ -207,7 +207,7 @@ export const make = (config: Config) =>
               group,
               { kind: "embed", group, request, attempt: ctx.groupAttempts },
               (d) => d.provider.embed({ ...request, model: d.model }, Attempt.targetOf(ctx, d)),
-              (r) => r.usage?.total_tokens ?? 0
+              (r) => r.usage
             )),
           ([response, d]) => {
             const usage: Usage | undefined = response.usage === undefined ? undefined : {

@@ -10,8 +10,9 @@ import * as Schema from "effect/Schema"
 import type { Deployment } from "../Deployment.js"
 import type { InvalidConfig } from "../Errors.js"
 import type { RateLimitInfo } from "../Provider.js"
-import type { CooldownRecord, DeploymentStats, MemoryOptions, Outcome, Service } from "../RouterState.js"
+import type { CooldownRecord, DeploymentStats, LatencyQuantiles, MemoryOptions, Outcome, Service } from "../RouterState.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
+import { LatencySketch } from "./sketch.js"
 import { BUCKETS, WindowCounter } from "./window.js"
 
 const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0, reason: "failures" }
@@ -25,15 +26,25 @@ export const storeOf = new WeakMap<object, Service>()
 
 class Slot {
   inFlight = 0
+  /** Sum of the start times of the calls in flight (their mean age without a list of them). */
+  startedSum = 0
   consecutiveFailures = 0
   latencyMs: number | undefined = undefined
+  firstTokenMs: number | undefined = undefined
+  perTokenMs: number | undefined = undefined
+  readonly calls: LatencySketch
+  readonly streams: LatencySketch
+  readonly latency: { readonly calls: LatencyQuantiles; readonly streams: LatencyQuantiles }
   cooldown: CooldownRecord = closed
   upstream: RateLimitInfo | undefined = undefined
   readonly requests: WindowCounter
   readonly tokens: WindowCounter
   readonly completed: WindowCounter
   readonly failures: WindowCounter
-  constructor(bucketMs: number) {
+  constructor(bucketMs: number, windowMs: number) {
+    this.calls = new LatencySketch({ windowMs })
+    this.streams = new LatencySketch({ windowMs })
+    this.latency = { calls: this.calls, streams: this.streams }
     this.requests = new WindowCounter(bucketMs)
     this.tokens = new WindowCounter(bucketMs)
     this.completed = new WindowCounter(bucketMs)
@@ -49,6 +60,34 @@ const Options = Schema.Struct({
 })
 const validate = validateConfig(Options, "RouterState.memory")
 
+const ewma = (average: number | undefined, sample: number, alpha: number) =>
+  average === undefined ? sample : average + alpha * (sample - average)
+
+/**
+ * Feeds a call's latency to the deployment's averages and sketches: time to first content for
+ * streams, the whole call otherwise; a failure counts as at least twice the average, so a
+ * deployment that fails fast does not look fast; the generation time per output token when the
+ * usage says how many.
+ */
+const sample = (slot: Slot, now: number, outcome: Outcome, alpha: number): void => {
+  const stream = outcome.kind === "stream"
+  let ms = stream ? outcome.firstTokenMs ?? outcome.latencyMs : outcome.latencyMs
+  const average = stream ? slot.firstTokenMs : slot.latencyMs
+  if (outcome.result === "failure" && average !== undefined) ms = Math.max(ms, 2 * average)
+  if (stream) {
+    slot.firstTokenMs = ewma(slot.firstTokenMs, ms, alpha)
+    slot.streams.add(now, ms)
+  } else {
+    slot.latencyMs = ewma(slot.latencyMs, ms, alpha)
+    slot.calls.add(now, ms)
+  }
+  const generated = outcome.outputTokens
+  if (outcome.result === "success" && generated !== undefined && generated > 0) {
+    const generationMs = outcome.latencyMs - (stream ? outcome.firstTokenMs ?? 0 : 0)
+    slot.perTokenMs = ewma(slot.perTokenMs, Math.max(0, generationMs) / generated, alpha)
+  }
+}
+
 export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, InvalidConfig> =>
   Effect.map(validate(input), (options) => {
     const windowMs = Duration.toMillis(options.window ?? Duration.minutes(1))
@@ -60,14 +99,18 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
     const slotOf = (deployment: Deployment): Slot => {
       let slot = slots.get(deployment.id)
       if (slot === undefined) {
-        slot = new Slot(bucketMs)
+        slot = new Slot(bucketMs, windowMs)
         slots.set(deployment.id, slot)
       }
       return slot
     }
     const statsOf = (slot: Slot, now: number): DeploymentStats => ({
       inFlight: slot.inFlight,
+      inFlightAgeMs: slot.inFlight === 0 ? 0 : Math.max(0, now - slot.startedSum / slot.inFlight),
       latencyMs: slot.latencyMs,
+      firstTokenMs: slot.firstTokenMs,
+      perTokenMs: slot.perTokenMs,
+      latency: slot.latency,
       requests: slot.requests.sum(now),
       tokens: slot.tokens.sum(now),
       completed: slot.completed.sum(now),
@@ -89,23 +132,22 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
           const slot = slotOf(deployment)
           if (deployment.maxConcurrent !== undefined && slot.inFlight >= deployment.maxConcurrent) return false
           slot.inFlight++
+          slot.startedSum += now
           slot.requests.add(now, 1)
           return true
         }),
-      release: (deployment) =>
+      release: (deployment, startedAt) =>
         Effect.sync(() => {
           const slot = slotOf(deployment)
-          if (slot.inFlight > 0) slot.inFlight--
+          if (slot.inFlight > 0) {
+            slot.inFlight--
+            slot.startedSum = slot.inFlight === 0 ? 0 : slot.startedSum - startedAt
+          }
         }),
       recordOutcome: (deployment, now, outcome: Outcome) =>
         Effect.sync(() => {
           const slot = slotOf(deployment)
           if (outcome.tokens > 0) slot.tokens.add(now, outcome.tokens)
-          if (outcome.latencyMs !== undefined) {
-            slot.latencyMs = slot.latencyMs === undefined
-              ? outcome.latencyMs
-              : slot.latencyMs + alpha * (outcome.latencyMs - slot.latencyMs)
-          }
           if (outcome.result === "ignored") return
           slot.completed.add(now, 1)
           if (outcome.result === "success") {
@@ -114,6 +156,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
             slot.failures.add(now, 1)
             slot.consecutiveFailures++
           }
+          sample(slot, now, outcome, alpha)
         }),
       recordRateLimit: (deployment, info) =>
         Effect.sync(() => {

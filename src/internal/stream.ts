@@ -33,6 +33,10 @@ import { finalError, meter, nowMs, type RequestContext, routeInfo } from "./requ
 /** An attempt's open stream, from its deployment's pick until the routed stream's release. */
 interface OpenStream {
   readonly deployment: Deployment
+  /** When its slot was taken (what the store's `release` is given back). */
+  readonly at: number
+  /** From its start until its first content, once that came. */
+  firstContentMs: number | undefined
   /** The deployment's circuit was closed when it was picked. */
   readonly circuitClosed: boolean
   /** The chunks read up to the first with content (or the end), not forwarded yet. */
@@ -76,8 +80,10 @@ const closeAttempt = (ctx: RequestContext, open: OpenStream, exit: Exit.Exit<unk
     Scope.close(open.scope, exit),
     Effect.suspend(() =>
       Effect.zipRight(
-        ctx.engine.state.release(open.deployment),
-        open.settled ? Effect.void : settle(ctx, open.deployment, open.startedMs, Exit.interrupt(FiberId.none), 0, open.circuitClosed)
+        ctx.engine.state.release(open.deployment, open.at),
+        open.settled
+          ? Effect.void
+          : settle(ctx, open.deployment, open.startedMs, open.circuitClosed, Exit.interrupt(FiberId.none), "stream", undefined, open.firstContentMs)
       )
     )
   )
@@ -109,12 +115,14 @@ const openAttempt = (
   current: Current
 ): Effect.Effect<OpenStream, RouterError> =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(choose(ctx, group, { kind: "stream", group, request, attempt: ctx.groupAttempts }, restore), (picked) =>
+    Effect.flatMap(choose(ctx, group, { kind: "stream", group, request, attempt: ctx.groupAttempts }, restore), ({ at, candidate }) =>
       Effect.flatMap(Scope.make(), (scope) => {
-        const d = picked.deployment
+        const d = candidate.deployment
         const open: OpenStream = {
           deployment: d,
-          circuitClosed: picked.stats.cooldown.status === "closed",
+          at,
+          firstContentMs: undefined,
+          circuitClosed: candidate.stats.cooldown.status === "closed",
           first: [],
           pull: Effect.fail(Option.none()),
           startedMs: nowMs(ctx.clock),
@@ -135,6 +143,7 @@ const openAttempt = (
           if (Exit.isSuccess(firstExit)) {
             open.pull = firstExit.value.pull
             open.first = firstExit.value.first
+            open.firstContentMs = nowMs(ctx.clock) - open.startedMs
             if (!ctx.contentFilterIsError || !filtered(open.first)) return Effect.succeed(open)
             cause = Cause.fail(
               new ContentPolicy({ provider: d.provider.name, deploymentId: d.id, message: `${d.id} finished with content_filter` })
@@ -146,7 +155,10 @@ const openAttempt = (
           open.settled = true
           current.open = undefined
           return Effect.zipRight(
-            Effect.zipRight(settle(ctx, d, open.startedMs, Exit.failCause(cause), 0, open.circuitClosed), closeAttempt(ctx, open, Exit.void)),
+            Effect.zipRight(
+              settle(ctx, d, open.startedMs, open.circuitClosed, Exit.failCause(cause), "stream", undefined, open.firstContentMs),
+              closeAttempt(ctx, open, Exit.void)
+            ),
             Effect.failCause(cause)
           )
         })
@@ -213,7 +225,10 @@ const forward = (ctx: RequestContext, open: OpenStream) => {
     open.settled = true
     done = true
     return Effect.map(
-      Effect.zipRight(settle(ctx, d, open.startedMs, Exit.void, usage?.total_tokens ?? 0, open.circuitClosed), meter(ctx, d, usage)),
+      Effect.zipRight(
+        settle(ctx, d, open.startedMs, open.circuitClosed, Exit.void, "stream", usage, open.firstContentMs),
+        meter(ctx, d, usage)
+      ),
       (cost) => {
         const route = routeInfo(ctx, d, usage, cost)
         const last: RoutedChunk = held !== undefined
@@ -235,7 +250,10 @@ const forward = (ctx: RequestContext, open: OpenStream) => {
   const fail = (error: ProviderError) =>
     Effect.suspend(() => {
       open.settled = true
-      return Effect.map(settle(ctx, d, open.startedMs, Exit.fail(error), 0, open.circuitClosed), () => finalError(ctx, error))
+      return Effect.map(
+        settle(ctx, d, open.startedMs, open.circuitClosed, Exit.fail(error), "stream", undefined, open.firstContentMs),
+        () => finalError(ctx, error)
+      )
     })
 
   const pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<RouterError>> = Effect.suspend(() => {
