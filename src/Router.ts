@@ -85,11 +85,12 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
  *   the first content chunk); when it passes the request fails with `Timeout`
  * - `tags`: tags the deployment must carry, on top of `metadata.tags`
  * - `deployment`: only this deployment (by id); the request's `model` must be its group
+ * - `hedge`: `false` turns the router's hedging off for this request (see `Hedge`)
  * - `contentFilterIsError`: a reply that finishes with `content_filter` is a `ContentPolicy`
  *   error, so it takes the content-policy fallback (default: the router's config)
  *
- * Policies (`RetrySchedule`, `Fallback`, `Cooldown`, `Selector`, `CostMeter`) are also read
- * from the context of each request: `Effect.provide(RetrySchedule.none)` around one call (or a
+ * Policies (`RetrySchedule`, `Fallback`, `Cooldown`, `Selector`, `CostMeter`, `Hedge`) are also
+ * read from the context of each request: `Effect.provide(RetrySchedule.none)` around one call (or a
  * tenant's calls) changes its policy.
  *
  * @example
@@ -109,6 +110,7 @@ export interface RequestOptions {
   readonly deadline?: Duration.DurationInput | undefined
   readonly tags?: ReadonlyArray<string> | undefined
   readonly deployment?: string | undefined
+  readonly hedge?: false | undefined
   readonly contentFilterIsError?: boolean | undefined
 }
 

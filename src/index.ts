@@ -19,6 +19,8 @@ export * as Errors from "./Errors.js"
 /** @since 0.1.0 */
 export * as Fallback from "./Fallback.js"
 /** @since 0.1.0 */
+export * as Hedge from "./Hedge.js"
+/** @since 0.1.0 */
 export * as OpenAiCompatible from "./providers/OpenAiCompatible.js"
 /** @since 0.1.0 */
 export * as Provider from "./Provider.js"

@@ -415,3 +415,27 @@ describe("LatencySketch", () => {
     })
   })
 })
+
+describe("LatencySketch.quantileAcross", () => {
+  it("is the quantile of the union of the sketches' samples, within the accuracy", () => {
+    const a = new LatencySketch()
+    const b = new LatencySketch()
+    const all: Array<number> = []
+    for (let i = 1; i <= 900; i++) {
+      a.add(1_000, i)
+      all.push(i)
+    }
+    for (let i = 0; i < 100; i++) {
+      b.add(1_000, 20_000)
+      all.push(20_000)
+    }
+    all.sort((x, y) => x - y)
+    for (const q of [0.5, 0.9, 0.95, 0.99]) {
+      const exact = all[Math.max(1, Math.ceil(q * all.length)) - 1]
+      const got = LatencySketch.quantileAcross([a, b], 1_000, q)!
+      expect(Math.abs(got - exact)).toBeLessThanOrEqual(0.02 * exact * (1 + 1e-12))
+    }
+    expect(LatencySketch.quantileAcross([new LatencySketch(), new LatencySketch()], 1_000, 0.5)).toBeUndefined()
+    expect(() => LatencySketch.quantileAcross([a, new LatencySketch({ relativeAccuracy: 0.05 })], 1_000, 0.5)).toThrow(/same options/)
+  })
+})

@@ -13,10 +13,10 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { Deployment } from "../Deployment.js"
 import { NoDeploymentAvailable, type ProviderError, Timeout } from "../Errors.js"
-import type { Target } from "../Provider.js"
+import type { Target, Usage } from "../Provider.js"
 import type { Candidate, SelectionRequest } from "../Selector.js"
 import { hasTags } from "./engine.js"
-import { nowMs, type RequestContext } from "./request.js"
+import { meter, nowMs, type RequestContext } from "./request.js"
 
 /** Why a group has no candidate, counted over its deployments. */
 interface Unavailable {
@@ -105,6 +105,7 @@ export const choose = (
       const candidates: Array<Candidate> = []
       const counts: Unavailable = { untagged: 0, excluded: 0, cooling: 0, full: 0, firstBack: Infinity, size: pool.length }
       let lastFailed: Candidate | undefined
+      let busy: Array<Candidate> | undefined
       for (let i = 0; i < pool.length; i++) {
         const d = pool[i]
         const s = stats[i]
@@ -132,11 +133,14 @@ export const choose = (
           continue
         }
         const candidate = { deployment: d, stats: s }
-        if (d.id === ctx.lastFailed) lastFailed = candidate
+        if (ctx.inFlight !== undefined && ctx.inFlight.has(d.id)) (busy ??= []).push(candidate)
+        else if (d.id === ctx.lastFailed) lastFailed = candidate
         else candidates.push(candidate)
       }
-      // A retry avoids the deployment that just failed, unless it is the only one left.
+      // A retry avoids the deployment that just failed, and a hedge the ones the request is
+      // already waiting on, unless nothing else is left.
       if (candidates.length === 0 && lastFailed !== undefined) candidates.push(lastFailed)
+      if (candidates.length === 0 && busy !== undefined) candidates.push(...busy)
       return pickFrom(ctx, group, candidates, selection, restore, now, counts)
     })
   })
@@ -245,6 +249,25 @@ export const settle = (
 }
 
 /**
+ * A hedged attempt that answered too, after another won: its answer is dropped, it is recorded
+ * as cancelled, and its usage is still paid.
+ *
+ * @internal
+ */
+export const outrun = (ctx: RequestContext, d: Deployment, usage: Usage | undefined): Effect.Effect<void> => {
+  for (let i = ctx.attempts.length - 1; i >= 0; i--) {
+    const attempt = ctx.attempts[i]
+    if (attempt.deploymentId === d.id && attempt.outcome === "won") {
+      ctx.attempts[i] = { ...attempt, outcome: "cancelled" }
+      break
+    }
+  }
+  return Effect.map(meter(ctx, d, usage), (cost) => {
+    ctx.otherCost += cost
+  })
+}
+
+/**
  * What a deployment's provider is called with for this request: its target, with the
  * request's own timeout when it sets one.
  *
@@ -292,11 +315,15 @@ export const call = <A>(
       const d = candidate.deployment
       const startedMs = nowMs(ctx.clock)
       const closed = candidate.stats.cooldown.status === "closed"
-      const done = (exit: Exit.Exit<A, ProviderError>, usage: ReturnType<typeof usageOf>) =>
-        Effect.zipRight(
+      const hedging = ctx.hedge !== undefined
+      if (hedging) (ctx.inFlight ??= new Set()).add(d.id)
+      const done = (exit: Exit.Exit<A, ProviderError>, usage: ReturnType<typeof usageOf>) => {
+        if (hedging) ctx.inFlight!.delete(d.id)
+        return Effect.zipRight(
           Effect.zipRight(ctx.engine.state.release(d, at), settle(ctx, d, startedMs, closed, exit, "call", usage)),
           Exit.map(exit, (a) => [a, d] as const)
         )
+      }
       return Effect.matchCauseEffect(restore(withTimeout(ctx, d, invoke(d))), {
         onSuccess: (a) => done(Exit.succeed(a), usageOf(a)),
         onFailure: (cause) => done(Exit.failCause(cause), undefined)

@@ -12,6 +12,7 @@ import { CostMeter } from "../CostMeter.js"
 import type { Deployment } from "../Deployment.js"
 import type { ClassificationTable } from "../Errors.js"
 import { Fallback } from "../Fallback.js"
+import type { Service as HedgeService } from "../Hedge.js"
 import type { Target } from "../Provider.js"
 import { RetrySchedule } from "../RetrySchedule.js"
 import type { Service as RouterStateService } from "../RouterState.js"
@@ -47,6 +48,8 @@ export interface Engine {
   readonly state: RouterStateService
   /** The policies the router was built with. */
   readonly policies: Policies
+  /** Its hedging, when it was built with any. */
+  readonly hedge: HedgeService | undefined
   readonly maxWaitMs: number
   readonly contentFilterIsError: boolean
 }

@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import type { Deployment } from "../Deployment.js"
+import { Hedge, type Service as HedgeService } from "../Hedge.js"
 import { type Attempt, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
 import type { Usage } from "../Provider.js"
 import type { RequestOptions, RouteInfo } from "../Router.js"
@@ -31,6 +32,7 @@ export interface Options {
   readonly deadline: Duration.Duration | undefined
   /** The deployment the request is pinned to. */
   readonly deployment: Deployment | undefined
+  readonly hedge: boolean
 }
 
 /**
@@ -47,6 +49,8 @@ export interface RequestContext {
   readonly startedMs: number
   readonly options: Options | undefined
   readonly contentFilterIsError: boolean
+  /** The request's hedging: its context's, else the router's; `undefined`: none. */
+  readonly hedge: HedgeService | undefined
   readonly attempts: Array<Attempt>
   /** The deployment the last attempt failed on: the next retry avoids it when it can. */
   lastFailed: string | undefined
@@ -61,6 +65,8 @@ export interface RequestContext {
   notBefore: Map<string, number> | undefined
   /** Attempts made in the group being tried. */
   groupAttempts: number
+  /** Deployments with an attempt of this request running (a hedge goes elsewhere when it can). */
+  inFlight: Set<string> | undefined
   providerMs: number
   waitedMs: number
   /** Dollars of attempts that reported usage but did not win (a reply refused as content-filtered). */
@@ -81,6 +87,7 @@ const RequestOptionsSchema = Schema.Struct({
   deadline: Schema.optional(Schema.UndefinedOr(DurationInput)),
   tags: Schema.optional(Schema.UndefinedOr(Schema.Array(Schema.String))),
   deployment: Schema.optional(Schema.UndefinedOr(NonEmptyString)),
+  hedge: Schema.optional(Schema.UndefinedOr(Schema.Boolean)),
   contentFilterIsError: Schema.optional(Schema.UndefinedOr(Schema.Boolean))
 })
 const decodeOptions = Schema.decodeUnknownEither(RequestOptionsSchema, { errors: "all", onExcessProperty: "error" })
@@ -120,7 +127,8 @@ const resolveOptions = (
       fallbacks: o.fallbacks,
       timeout: o.timeout,
       deadline: o.deadline,
-      deployment
+      deployment,
+      hedge: o.hedge !== false
     },
     tags: o.tags,
     contentFilterIsError: o.contentFilterIsError
@@ -160,6 +168,7 @@ export const start = (
     if (resolved.right.contentFilterIsError !== undefined) contentFilterIsError = resolved.right.contentFilterIsError
   }
   const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+  const hedge = options?.hedge === false ? undefined : Context.getOrElse(fiber.currentContext, Hedge, () => engine.hedge)
   return Either.right({
     engine,
     policies: policiesIn(engine, fiber.currentContext),
@@ -169,12 +178,14 @@ export const start = (
     startedMs: nowMs(clock),
     options,
     contentFilterIsError,
+    hedge,
     attempts: [],
     lastFailed: undefined,
     excluded: undefined,
     lastUpstream: undefined,
     notBefore: undefined,
     groupAttempts: 0,
+    inFlight: undefined,
     providerMs: 0,
     waitedMs: 0,
     otherCost: 0

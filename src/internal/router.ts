@@ -8,6 +8,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { Cooldown } from "../Cooldown.js"
 import { CostMeter } from "../CostMeter.js"
@@ -22,6 +23,7 @@ import {
   type ProviderError
 } from "../Errors.js"
 import { Fallback } from "../Fallback.js"
+import { Hedge } from "../Hedge.js"
 import type { ChatRequest, ChatResponse, RateLimitInfo, Target, Usage } from "../Provider.js"
 import { RetrySchedule } from "../RetrySchedule.js"
 import type { Config, Service } from "../Router.js"
@@ -98,6 +100,7 @@ export const make = (config: Config) =>
     const fallback = yield* Fallback
     const costMeter = yield* CostMeter
     const state = yield* RouterState
+    const hedge = Option.getOrUndefined(yield* Effect.serviceOption(Hedge))
 
     // Policies built by this package keep their state in a store of their own choosing; over
     // another store than the router's they would write where the router never reads.
@@ -172,6 +175,7 @@ export const make = (config: Config) =>
       table,
       state,
       policies: { selector, retry, cooldown, fallback, meter: costMeter },
+      hedge,
       maxWaitMs: retry.maxWait === undefined ? 60_000 : Duration.toMillis(retry.maxWait),
       contentFilterIsError
     }
@@ -188,8 +192,12 @@ export const make = (config: Config) =>
             : answer
         }
         return Effect.flatMap(
-          Driver.run(ctx, (group) =>
-            Attempt.call(ctx, group, { kind: "chat", group, request, attempt: ctx.groupAttempts }, invoke, (r) => r.usage)),
+          Driver.run(
+            ctx,
+            "call",
+            (group) => Attempt.call(ctx, group, { kind: "chat", group, request, attempt: ctx.groupAttempts }, invoke, (r) => r.usage),
+            ([response, d]) => Attempt.outrun(ctx, d, response.usage)
+          ),
           ([response, d]) =>
             Effect.map(meter(ctx, d, response.usage), (cost) => ({ ...response, route: routeInfo(ctx, d, response.usage, cost) }))
         )
@@ -201,14 +209,21 @@ export const make = (config: Config) =>
         if (Either.isLeft(started)) return Effect.fail(started.left)
         const ctx = started.right
         return Effect.flatMap(
-          Driver.run(ctx, (group) =>
+          Driver.run(ctx, "call", (group) =>
             Attempt.call(
               ctx,
               group,
               { kind: "embed", group, request, attempt: ctx.groupAttempts },
               (d) => d.provider.embed({ ...request, model: d.model }, Attempt.targetOf(ctx, d)),
               (r) => r.usage
-            )),
+            ),
+            ([response, d]) =>
+              Attempt.outrun(
+                ctx,
+                d,
+                response.usage === undefined ? undefined : { prompt_tokens: response.usage.prompt_tokens, completion_tokens: 0, total_tokens: response.usage.total_tokens }
+              )
+          ),
           ([response, d]) => {
             const usage: Usage | undefined = response.usage === undefined ? undefined : {
               prompt_tokens: response.usage.prompt_tokens,

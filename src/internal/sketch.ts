@@ -241,6 +241,50 @@ export class LatencySketch {
     return this.valueOf(lo)
   }
 
+  /**
+   * The q-quantile of the union of the samples of several sketches in their windows at `now`
+   * (a group's deployments, say), with the same guarantee as {@link quantile}; `undefined` when
+   * all are empty. The sketches must share their options (the same buckets): a sketch built
+   * otherwise makes it throw.
+   */
+  static quantileAcross(sketches: ReadonlyArray<LatencySketch>, now: number, q: number): number | undefined {
+    if (!(q >= 0 && q <= 1)) throw new RangeError(`LatencySketch: q must be a number in [0, 1], got ${q}`)
+    if (sketches.length === 0) return undefined
+    const first = sketches[0]
+    let n = 0
+    let lo = first.buckets
+    let hi = -1
+    for (const sketch of sketches) {
+      if (sketch.buckets !== first.buckets || sketch.minMs !== first.minMs || sketch.relativeAccuracy !== first.relativeAccuracy) {
+        fail("quantileAcross needs sketches built with the same options")
+      }
+      const live = sketch.firstLiveId(now)
+      for (let s = 0; s < sketch.subwindows; s++) {
+        if (sketch.ids[s] >= live && sketch.totals[s] > 0) {
+          n += sketch.totals[s]
+          if (sketch.lo[s] < lo) lo = sketch.lo[s]
+          if (sketch.hi[s] > hi) hi = sketch.hi[s]
+        }
+      }
+    }
+    if (n === 0) return undefined
+    const rank = Math.max(1, Math.ceil(q * n))
+    let seen = 0
+    for (let k = lo; k < hi; k++) {
+      for (const sketch of sketches) seen += sketch.countAt(now, k)
+      if (seen >= rank) return first.valueOf(k)
+    }
+    return first.valueOf(hi)
+  }
+
+  /** Samples of bucket `k` in the window at `now`. */
+  private countAt(now: number, k: number): number {
+    const live = this.firstLiveId(now)
+    let total = 0
+    for (let s = 0; s < this.subwindows; s++) if (this.ids[s] >= live) total += this.counts[s * this.buckets + k]
+    return total
+  }
+
   /** Forgets every sample (and the latest time seen). */
   reset(): void {
     this.counts.fill(0)

@@ -50,10 +50,13 @@ interface OpenStream {
   settled: boolean
 }
 
-/** The attempt a routed stream is on: the stream's release closes it if it is still open. */
+/**
+ * The attempts a routed stream has open (one, or several while hedged): the stream's release
+ * closes those still open.
+ */
 interface Current {
   ctx: RequestContext | undefined
-  open: OpenStream | undefined
+  readonly open: Set<OpenStream>
 }
 
 /** Whether a chunk says something: text, a tool call, a refusal, a finish, the usage. */
@@ -131,7 +134,9 @@ const openAttempt = (
         }
         // From here, whatever ends the stream (its end, an error, the consumer leaving, an
         // interrupt) releases the slot.
-        current.open = open
+        current.open.add(open)
+        const hedging = ctx.hedge !== undefined
+        if (hedging) (ctx.inFlight ??= new Set()).add(d.id)
         const first = restore(
           Effect.flatMap(
             Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, targetOf(ctx, d))), scope),
@@ -139,6 +144,7 @@ const openAttempt = (
           )
         )
         return Effect.flatMap(Effect.exit(first), (firstExit): Effect.Effect<OpenStream, ProviderError> => {
+          if (hedging) ctx.inFlight!.delete(d.id)
           let cause: Cause.Cause<ProviderError>
           if (Exit.isSuccess(firstExit)) {
             open.pull = firstExit.value.pull
@@ -153,7 +159,7 @@ const openAttempt = (
           }
           // Failed before any content (or refused as content-filtered): an ordinary failed attempt.
           open.settled = true
-          current.open = undefined
+          current.open.delete(open)
           return Effect.zipRight(
             Effect.zipRight(
               settle(ctx, d, open.startedMs, open.circuitClosed, Exit.failCause(cause), "stream", undefined, open.firstContentMs),
@@ -179,16 +185,29 @@ export const routed = (
   // `Stream.unwrapScopedWith` with a child scope per attempt and a repeated pull: less than
   // half the Effect ops added per routed stream (bench/overhead.ts).
   Stream.fromChannel(Channel.acquireUseRelease(
-    Effect.sync((): Current => ({ ctx: undefined, open: undefined })),
+    Effect.sync((): Current => ({ ctx: undefined, open: new Set() })),
     (current) =>
       Channel.unwrap(Effect.withFiberRuntime<Channel.Channel<Chunk.Chunk<RoutedChunk>, unknown, RouterError, unknown, void, unknown>, RouterError>((fiber) => {
         const started = start(fiber)
         if (Either.isLeft(started)) return Effect.fail(started.left)
         const ctx = started.right
         current.ctx = ctx
-        return Effect.map(Driver.run(ctx, (group) => openAttempt(ctx, group, request, current)), (open) => forward(ctx, open))
+        return Effect.map(Driver.run(
+          ctx,
+          "stream",
+          (group) => openAttempt(ctx, group, request, current),
+          // a hedge that reached its first content too, after another: closed, as cancelled
+          (loser) => Effect.suspend(() => {
+            current.open.delete(loser)
+            return closeAttempt(ctx, loser, Exit.void)
+          })
+        ), (open) => forward(ctx, open))
       })),
-    (current, exit) => current.ctx === undefined || current.open === undefined ? Effect.void : closeAttempt(current.ctx, current.open, exit)
+    (current, exit) => {
+      const ctx = current.ctx
+      if (ctx === undefined || current.open.size === 0) return Effect.void
+      return Effect.forEach(current.open, (open) => closeAttempt(ctx, open, exit), { discard: true })
+    }
   ))
 
 /** A committed attempt's chunks, as they come, the route riding on the last. */
