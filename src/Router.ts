@@ -86,6 +86,10 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
  * - `tags`: tags the deployment must carry, on top of `metadata.tags`
  * - `deployment`: only this deployment (by id); the request's `model` must be its group
  * - `hedge`: `false` turns the router's hedging off for this request (see `Hedge`)
+ * - `race`: send the first attempt to several deployments of the group at once (a number), or
+ *   to the requested group and other groups at once (their names), and take the first success
+ *   (LiteLLM's "fastest response"); the other attempts are interrupted, recorded as cancelled.
+ *   When every racer fails, the requested group's retries and fallbacks go on as usual
  * - `contentFilterIsError`: a reply that finishes with `content_filter` is a `ContentPolicy`
  *   error, so it takes the content-policy fallback (default: the router's config)
  *
@@ -100,6 +104,9 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
  *   { model: "fast", messages: [{ role: "user", content: "Hi" }] },
  *   { retries: 0, fallbacks: ["smart"], deadline: "20 seconds", tags: ["eu"] }
  * )
+ * // the fastest of two deployments, or of two groups
+ * const fastest = Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] }, { race: 2 })
+ * const fastestGroup = Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] }, { race: ["smart"] })
  * @category Options
  * @since 0.1.0
  */
@@ -111,6 +118,7 @@ export interface RequestOptions {
   readonly tags?: ReadonlyArray<string> | undefined
   readonly deployment?: string | undefined
   readonly hedge?: false | undefined
+  readonly race?: number | ReadonlyArray<string> | undefined
   readonly contentFilterIsError?: boolean | undefined
 }
 

@@ -269,3 +269,77 @@ describe("Hedge: no fiber outlives its request", () => {
 
 
 
+
+describe("Race", () => {
+  const racing = (fake: FakeProvider.FakeProvider) =>
+    Router.layer({
+      deployments: [
+        { id: "a", group: "g", provider: fake, model: "m" },
+        { id: "b", group: "g", provider: fake, model: "m" },
+        { id: "s", group: "smart", provider: fake, model: "m" }
+      ]
+    }).pipe(Layer.provide(preferA), Layer.provide(RetrySchedule.layer({ base: 0 })), Layer.provideMerge(Router.defaults))
+
+  it.effect("race: 2 sends the first attempt to two deployments at once; the faster wins, the other is aborted", () => {
+    const fake = FakeProvider.unsafeMake({ byDeployment: { a: { latency: "900 millis" }, b: { latency: "200 millis" } } })
+    return Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Router.chat(body, { race: 2 }))
+      yield* TestClock.adjust("200 millis")
+      const reply = yield* Fiber.join(fiber)
+      expect(reply.route.deploymentId).toBe("b")
+      expect((yield* fake.calls).map((c) => [c.deploymentId, c.startedAt, c.outcome])).toEqual([
+        ["a", 0, "interrupted"],
+        ["b", 0, "success"]
+      ])
+      expect(yield* inFlight).toEqual([0, 0, 0])
+    }).pipe(Effect.provide(racing(fake)))
+  })
+
+  it.effect("race: [groups] sends it to the requested group and the others at once (fastest response)", () => {
+    const fake = FakeProvider.unsafeMake({ byDeployment: { a: { latency: "2 seconds" }, s: { latency: "300 millis" } } })
+    return Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Router.chat(body, { race: ["smart"] }))
+      yield* TestClock.adjust("300 millis")
+      const reply = yield* Fiber.join(fiber)
+      expect(reply.route.group).toBe("smart")
+      expect(reply.route.requestedGroup).toBe("g")
+      expect(trail(reply.route.attempts)).toEqual(["s:won", "a:cancelled"])
+    }).pipe(Effect.provide(racing(fake)))
+  })
+
+  it.effect("when every racer fails, the requested group's retries go on", () => {
+    const fake = FakeProvider.unsafeMake({ byDeployment: { a: { failure: { first: 1, error: 503 } }, s: { failure: 503 } } })
+    return Effect.gen(function*() {
+      const reply = yield* Router.chat(body, { race: ["smart"] })
+      expect(reply.route.group).toBe("g")
+      const outcomes = reply.route.attempts.map((x) => `${x.deploymentId}:${x.outcome}`)
+      expect(outcomes.slice(0, 2).sort()).toEqual(["a:failed", "s:failed"])
+      expect(outcomes.at(-1)).toMatch(/^[ab]:won$/)
+    }).pipe(Effect.provide(racing(fake)))
+  })
+
+  it.effect("bad race options are InvalidRequest", () => {
+    const fake = FakeProvider.unsafeMake()
+    return Effect.gen(function*() {
+      const one = yield* Effect.flip(Router.chat(body, { race: 1 }))
+      expect(one._tag === "InvalidRequest" && one.issues.map((i) => i.path)).toEqual(["options.race"])
+      const unknown = yield* Effect.flip(Router.chat(body, { race: ["atlantis"] }))
+      expect(unknown._tag === "InvalidRequest" && unknown.issues.map((i) => i.path)).toEqual(["options.race[0]"])
+      expect(yield* fake.callCount).toBe(0)
+    }).pipe(Effect.provide(racing(fake)))
+  })
+
+  it.effect("streams race until their first content", () => {
+    const fake = FakeProvider.unsafeMake({
+      byDeployment: { a: { latency: "900 millis" }, b: { latency: "100 millis" } },
+      stream: { chunks: ["x", "y"] }
+    })
+    return Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Stream.runCollect(Router.stream(body, { race: 2 })))
+      yield* TestClock.adjust("100 millis")
+      const chunks = Chunk.toReadonlyArray(yield* Fiber.join(fiber))
+      expect(chunks.at(-1)?.route?.deploymentId).toBe("b")
+      expect((yield* fake.calls).map((c) => c.outcome)).toEqual(["interrupted", "success"])
+    }).pipe(Effect.provide(racing(fake)))
+  })
+})

@@ -315,7 +315,7 @@ export const call = <A>(
       const d = candidate.deployment
       const startedMs = nowMs(ctx.clock)
       const closed = candidate.stats.cooldown.status === "closed"
-      const hedging = ctx.hedge !== undefined
+      const hedging = ctx.concurrent
       if (hedging) (ctx.inFlight ??= new Set()).add(d.id)
       const done = (exit: Exit.Exit<A, ProviderError>, usage: ReturnType<typeof usageOf>) => {
         if (hedging) ctx.inFlight!.delete(d.id)

@@ -3,9 +3,10 @@
  * alike. An attempt is an Effect that ends with the deployment's answer (for a stream: its
  * first content, see `stream.ts`) or fails; the first runs alone, and only a failure builds the
  * plan (`plan.ts`), which then says where and when the next attempt goes, or with which error
- * the request ends. With hedging, an attempt that runs long gets company (`hedged`): several
- * attempts of one request then run at once, each with its own deployment and slot, and the
- * losers are interrupted. A request's `deadline` bounds the whole run.
+ * the request ends. With hedging, an attempt that runs long gets company, and a race sends the
+ * first attempt to several deployments or groups at once (`spread`): several attempts of one
+ * request then run at once, each with its own deployment and slot, and the losers are
+ * interrupted. A request's `deadline` bounds the whole run.
  *
  * @internal
  */
@@ -37,7 +38,8 @@ export const run = <A>(
   const hedge = ctx.hedge
   const attempt = hedge === undefined ? once : (group: string): Effect.Effect<A, RouterError> => {
     const policy = hedge.policyFor(group)
-    return policy === undefined ? once(group) : hedged(ctx, hedge, policy, kind, group, once, discard)
+    if (policy === undefined) return once(group)
+    return Effect.zipRight(hedge.onRequest, spread(hedgeOf(ctx, hedge, policy, kind, group), once, discard))
   }
   const follow = (plan: Plan.Plan, step: Plan.Step): Effect.Effect<A, RouterError> => {
     if (step._tag === "Fail") return Effect.fail(step.error)
@@ -46,9 +48,11 @@ export const run = <A>(
     ctx.waitedMs += step.waitMs
     return Effect.zipRight(Effect.sleep(Duration.millis(step.waitMs)), tried)
   }
-  const routed = Effect.catchAll(attempt(ctx.requestedGroup), (first) => {
+  const race = ctx.options?.race
+  const first = race === undefined ? attempt(ctx.requestedGroup) : spread(raceOf(race), once, discard)
+  const routed = Effect.catchAll(first, (error) => {
     const plan = Plan.make(ctx)
-    return Effect.mapError(Effect.flatMap(Plan.next(ctx, plan, first), (s) => follow(plan, s)), (error) => finalError(ctx, error))
+    return Effect.mapError(Effect.flatMap(Plan.next(ctx, plan, error), (s) => follow(plan, s)), (e) => finalError(ctx, e))
   })
   const deadline = ctx.options?.deadline
   if (deadline === undefined) return routed
@@ -64,64 +68,92 @@ export const run = <A>(
 }
 
 /**
- * One attempt, hedged: while it runs past the policy's delay, another starts (on another
- * deployment when the group has one), up to `maxHedges`, each within the budget. The first
- * success wins and the others are interrupted (their attempts are recorded as cancelled) before
- * it returns; one that succeeded too before it could be stopped is `discard`ed. A failure does
- * not stop the others; when all have failed, the last failure is the attempt's, and the plan
- * goes on from it.
+ * Several attempts of one request at once: the first, then more while all still run (after a
+ * delay: a hedge; at once: a race), within a budget.
  */
-const hedged = <A>(
-  ctx: RequestContext,
-  hedge: Hedge.Service,
-  policy: Hedge.Policy,
-  kind: "call" | "stream",
-  group: string,
+interface Spread {
+  /** The group of the k-th attempt (k = 0 for the first). */
+  readonly groupOf: (k: number) => string
+  /** How long after the previous start the next one starts, while every attempt still runs. */
+  readonly delay: Effect.Effect<number>
+  /** The most attempts beyond the first. */
+  readonly extra: number
+  /** The budget for one more attempt: `false` sends no more. */
+  readonly take: Effect.Effect<boolean>
+}
+
+/** Hedges of an attempt in `group`: more attempts in the group while it runs past the policy's delay. */
+const hedgeOf = (ctx: RequestContext, hedge: Hedge.Service, policy: Hedge.Policy, kind: "call" | "stream", group: string): Spread => ({
+  groupOf: () => group,
+  delay: Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.map(ctx.engine.state.snapshot(poolOf(ctx, group), now), (stats) => Math.max(0, policy.delayMs(stats, kind, now)))),
+  extra: policy.maxHedges,
+  take: hedge.take
+})
+
+const now0 = Effect.succeed(0)
+const always = Effect.succeed(true)
+
+/** A race: the same request to every racer at once (deployments of a group, or groups). */
+const raceOf = (racers: ReadonlyArray<string>): Spread => ({
+  groupOf: (k) => racers[k],
+  delay: now0,
+  extra: racers.length - 1,
+  take: always
+})
+
+/**
+ * Runs a {@link Spread}: the first success wins and the other attempts are interrupted (their
+ * attempts are recorded as cancelled) before it returns; one that succeeded too before it could
+ * be stopped is `discard`ed. A failure does not stop the others; when all have failed, the last
+ * failure is the attempt's, and the plan goes on from it.
+ */
+const spread = <A>(
+  how: Spread,
   once: (group: string) => Effect.Effect<A, RouterError>,
   discard: (loser: A) => Effect.Effect<void>
 ): Effect.Effect<A, RouterError> =>
-  Effect.zipRight(
-    hedge.onRequest,
-    Effect.flatMap(Queue.unbounded<Exit.Exit<A, RouterError>>(), (finished) => {
-      const fibers: Array<Fiber.RuntimeFiber<boolean>> = []
-      const launch = Effect.map(
+  Effect.flatMap(Queue.unbounded<Exit.Exit<A, RouterError>>(), (finished) => {
+    const fibers: Array<Fiber.RuntimeFiber<boolean>> = []
+    let launched = 0
+    let running = 0
+    const launch = Effect.suspend(() => {
+      const group = how.groupOf(launched)
+      launched++
+      running++
+      return Effect.map(
         Effect.fork(Effect.flatMap(Effect.exit(once(group)), (exit) => Queue.offer(finished, exit))),
         (fiber) => {
           fibers.push(fiber)
         }
       )
-      const delay = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.map(ctx.engine.state.snapshot(poolOf(ctx, group), now), (stats) => Math.max(0, policy.delayMs(stats, kind, now))))
-      let running = 0
-      let hedges = 0
-      const next: Effect.Effect<A, RouterError> = Effect.suspend(() => {
-        const wait: Effect.Effect<Option.Option<Exit.Exit<A, RouterError>>> = hedges < policy.maxHedges
-          ? Effect.flatMap(delay, (ms) => Effect.timeoutOption(Queue.take(finished), Duration.millis(ms)))
-          : Effect.map(Queue.take(finished), Option.some)
-        return Effect.flatMap(wait, (taken) => {
-          if (Option.isNone(taken)) {
-            // The delay passed with every attempt still running: a hedge, if the budget allows.
-            hedges++
-            return Effect.flatMap(hedge.take, (allowed) => {
-              if (!allowed) {
-                hedges = policy.maxHedges
-                return next
-              }
-              running++
-              return Effect.zipRight(launch, next)
-            })
-          }
-          running--
-          const exit = taken.value
-          return Exit.isSuccess(exit) || running === 0 ? exit : next
-        })
-      })
-      running = 1
-      const stopOthers = Effect.zipRight(
-        Fiber.interruptAll(fibers),
-        Effect.flatMap(Queue.takeAll(finished), (late) =>
-          Effect.forEach(late, (exit) => (Exit.isSuccess(exit) ? discard(exit.value) : Effect.void), { discard: true }))
-      )
-      return Effect.ensuring(Effect.zipRight(launch, next), stopOthers)
     })
-  )
+    let more = how.extra
+    const next: Effect.Effect<A, RouterError> = Effect.suspend(() => {
+      const wait: Effect.Effect<Option.Option<Exit.Exit<A, RouterError>>> = more > 0
+        ? Effect.flatMap(how.delay, (ms) => ms <= 0 ? Effect.succeedNone : Effect.timeoutOption(Queue.take(finished), Duration.millis(ms)))
+        : Effect.map(Queue.take(finished), Option.some)
+      return Effect.flatMap(wait, (taken) => {
+        if (Option.isNone(taken)) {
+          // Every attempt still runs at the delay: one more, if the budget allows.
+          more--
+          return Effect.flatMap(how.take, (allowed) => {
+            if (!allowed) {
+              more = 0
+              return next
+            }
+            return Effect.zipRight(launch, next)
+          })
+        }
+        running--
+        const exit = taken.value
+        return Exit.isSuccess(exit) || running === 0 ? exit : next
+      })
+    })
+    const stopOthers = Effect.zipRight(
+      Fiber.interruptAll(fibers),
+      Effect.flatMap(Queue.takeAll(finished), (late) =>
+        Effect.forEach(late, (exit) => (Exit.isSuccess(exit) ? discard(exit.value) : Effect.void), { discard: true }))
+    )
+    return Effect.ensuring(Effect.zipRight(launch, next), stopOthers)
+  })

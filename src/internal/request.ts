@@ -14,11 +14,11 @@ import type * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import type { Deployment } from "../Deployment.js"
 import { Hedge, type Service as HedgeService } from "../Hedge.js"
-import { type Attempt, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
+import { type Attempt, type InvalidConfig, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
 import type { Usage } from "../Provider.js"
 import type { RequestOptions, RouteInfo } from "../Router.js"
 import { type Engine, type Policies, policiesIn } from "./engine.js"
-import { DurationInput, formatIssues, NonEmptyString, PositiveDuration } from "./schemas.js"
+import { decodeConfig, DurationInput, formatIssues, NonEmptyString, PositiveDuration } from "./schemas.js"
 
 /**
  * A request's options, checked and resolved.
@@ -33,6 +33,8 @@ export interface Options {
   /** The deployment the request is pinned to. */
   readonly deployment: Deployment | undefined
   readonly hedge: boolean
+  /** The groups the first attempt is sent to at once (the requested one first), when racing. */
+  readonly race: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -51,6 +53,8 @@ export interface RequestContext {
   readonly contentFilterIsError: boolean
   /** The request's hedging: its context's, else the router's; `undefined`: none. */
   readonly hedge: HedgeService | undefined
+  /** Whether several attempts may run at once (hedging, a race): they keep `inFlight`. */
+  readonly concurrent: boolean
   readonly attempts: Array<Attempt>
   /** The deployment the last attempt failed on: the next retry avoids it when it can. */
   lastFailed: string | undefined
@@ -88,9 +92,16 @@ const RequestOptionsSchema = Schema.Struct({
   tags: Schema.optional(Schema.UndefinedOr(Schema.Array(Schema.String))),
   deployment: Schema.optional(Schema.UndefinedOr(NonEmptyString)),
   hedge: Schema.optional(Schema.UndefinedOr(Schema.Boolean)),
+  race: Schema.optional(Schema.Unknown),
   contentFilterIsError: Schema.optional(Schema.UndefinedOr(Schema.Boolean))
 })
 const decodeOptions = Schema.decodeUnknownEither(RequestOptionsSchema, { errors: "all", onExcessProperty: "error" })
+// `race` is a count or a list of groups: only the issues of the form it was given in are told.
+const decodeRaceCount = decodeConfig(
+  Schema.Number.pipe(Schema.int({ message: () => "expected an integer of at least 2" }), Schema.greaterThanOrEqualTo(2, { message: () => "expected an integer of at least 2" })),
+  "options.race"
+)
+const decodeRaceGroups = decodeConfig(Schema.NonEmptyArray(NonEmptyString), "options.race")
 
 const resolveOptions = (
   engine: Engine,
@@ -98,8 +109,19 @@ const resolveOptions = (
   input: RequestOptions
 ): Either.Either<{ readonly options: Options; readonly tags: ReadonlyArray<string> | undefined; readonly contentFilterIsError: boolean | undefined }, InvalidRequest> => {
   const decoded = decodeOptions(input)
-  if (Either.isLeft(decoded)) return Either.left(InvalidRequest.fromIssues(formatIssues(decoded.left, "options")))
-  const o = decoded.right
+  const raceInput = (input as { readonly race?: unknown }).race
+  const raced: Either.Either<number | ReadonlyArray<string> | undefined, InvalidConfig> = raceInput === undefined
+    ? Either.right(undefined)
+    : typeof raceInput === "number"
+    ? decodeRaceCount(raceInput)
+    : decodeRaceGroups(raceInput)
+  if (Either.isLeft(decoded) || Either.isLeft(raced)) {
+    return Either.left(InvalidRequest.fromIssues([
+      ...(Either.isLeft(decoded) ? formatIssues(decoded.left, "options") : []),
+      ...(Either.isLeft(raced) ? raced.left.issues : [])
+    ]))
+  }
+  const o = { ...decoded.right, race: raced.right }
   const issues: Array<{ path: string; message: string }> = []
   let deployment: Deployment | undefined
   if (o.deployment !== undefined) {
@@ -120,7 +142,19 @@ const resolveOptions = (
       }
     })
   }
+  if (o.race !== undefined && typeof o.race !== "number") {
+    o.race.forEach((name, i) => {
+      if (!engine.pools.has(name)) {
+        issues.push({ path: `options.race[${i}]`, message: `unknown model group "${name}"; known: ${engine.groups.join(", ")}` })
+      }
+    })
+  }
   if (issues.length > 0) return Either.left(InvalidRequest.fromIssues(issues))
+  const race = o.race === undefined
+    ? undefined
+    : typeof o.race === "number"
+    ? Array.from({ length: o.race }, () => group)
+    : [group, ...o.race.filter((name) => name !== group)]
   return Either.right({
     options: {
       retries: o.retries,
@@ -128,7 +162,8 @@ const resolveOptions = (
       timeout: o.timeout,
       deadline: o.deadline,
       deployment,
-      hedge: o.hedge !== false
+      hedge: o.hedge !== false,
+      race
     },
     tags: o.tags,
     contentFilterIsError: o.contentFilterIsError
@@ -179,6 +214,7 @@ export const start = (
     options,
     contentFilterIsError,
     hedge,
+    concurrent: hedge !== undefined || options?.race !== undefined,
     attempts: [],
     lastFailed: undefined,
     excluded: undefined,

@@ -135,7 +135,7 @@ const openAttempt = (
         // From here, whatever ends the stream (its end, an error, the consumer leaving, an
         // interrupt) releases the slot.
         current.open.add(open)
-        const hedging = ctx.hedge !== undefined
+        const hedging = ctx.concurrent
         if (hedging) (ctx.inFlight ??= new Set()).add(d.id)
         const first = restore(
           Effect.flatMap(
