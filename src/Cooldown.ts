@@ -33,7 +33,7 @@ import * as Layer from "effect/Layer"
 import type { Deployment } from "./Deployment.js"
 import type { Classification, InvalidConfig, RouterError } from "./Errors.js"
 import * as internal from "./internal/cooldown.js"
-import type { CooldownRecord } from "./RouterState.js"
+import type { CooldownRecord, StoreError } from "./RouterState.js"
 import { RouterState } from "./RouterState.js"
 
 /**
@@ -48,8 +48,6 @@ export interface Failure {
   readonly classification: Classification
   /** Every deployment of the failed one's group (the ejection cap counts over them). */
   readonly group: ReadonlyArray<Deployment>
-  /** Clock time of the failure, epoch ms. */
-  readonly now: number
 }
 
 /**
@@ -59,24 +57,25 @@ export interface Failure {
  * @since 0.1.0
  */
 export interface Service {
-  /** Whether a deployment with this circuit can be picked at `now` (pure: reads the snapshot). */
+  /** Whether a deployment with this circuit can be picked at `now` (pure). */
   readonly isAvailable: (record: CooldownRecord, now: number) => boolean
   /**
-   * Called once a deployment whose circuit is not closed was picked: takes the half-open probe.
-   * `false` means another request holds the probe; the router then picks again without it.
+   * The circuit once a deployment with this one is taken for an attempt at `now`, `undefined`
+   * when it cannot be (another request holds its half-open probe). Pure: the store applies it
+   * atomically with the slot (`RouterState.Reservation.claim`).
    */
-  readonly claim: (deployment: Deployment, now: number) => Effect.Effect<boolean>
+  readonly claim: (record: CooldownRecord, now: number) => CooldownRecord | undefined
   /** The attempt succeeded. */
-  readonly onSuccess: (deployment: Deployment, now: number) => Effect.Effect<void>
+  readonly onSuccess: (deployment: Deployment) => Effect.Effect<void, StoreError>
   /** The attempt failed (its outcome is already recorded in the state). */
-  readonly onFailure: (deployment: Deployment, failure: Failure) => Effect.Effect<void>
+  readonly onFailure: (deployment: Deployment, failure: Failure) => Effect.Effect<void, StoreError>
   /** The attempt was interrupted: releases a probe it held, judging nothing. */
-  readonly onInterrupt: (deployment: Deployment, now: number) => Effect.Effect<void>
+  readonly onInterrupt: (deployment: Deployment) => Effect.Effect<void, StoreError>
   /**
-   * The upstream said it takes no calls before `until` (epoch ms): a retry-after, or rate-limit
-   * headers showing no requests or tokens left until the window resets.
+   * The upstream said it takes no calls for `afterMs`: a retry-after, or rate-limit headers
+   * showing no requests or tokens left until the window resets.
    */
-  readonly onRetryAfter: (deployment: Deployment, until: number, now: number) => Effect.Effect<void>
+  readonly onRetryAfter: (deployment: Deployment, afterMs: number) => Effect.Effect<void, StoreError>
 }
 
 /**

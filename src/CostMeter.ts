@@ -18,7 +18,7 @@ import type { InvalidConfig } from "./Errors.js"
 import * as internal from "./internal/costMeter.js"
 import type { Pricing } from "./internal/pricing.js"
 import { builtinPrices as builtin } from "./internal/prices.js"
-import type { RouterState } from "./RouterState.js"
+import type { RouterState, StoreError } from "./RouterState.js"
 
 /**
  * A price per token, in dollars (LiteLLM's unit), with optional cache read and write prices.
@@ -68,9 +68,9 @@ export interface Service {
   /** Dollars for a call's usage on a deployment. */
   readonly cost: (deployment: Deployment, usage: MeteredUsage) => number
   /** Adds a call's cost to the deployment's, its group's, each tag's and the total spend. */
-  readonly record: (deployment: Deployment, tags: ReadonlyArray<string>, cost: number) => Effect.Effect<void>
+  readonly record: (deployment: Deployment, tags: ReadonlyArray<string>, cost: number) => Effect.Effect<void, StoreError>
   /** Dollars spent so far in a scope. */
-  readonly spend: (scope: SpendScope) => Effect.Effect<number>
+  readonly spend: (scope: SpendScope) => Effect.Effect<number, StoreError>
 }
 
 /**
@@ -156,5 +156,5 @@ export const layer = (options?: Options): Layer.Layer<CostMeter, InvalidConfig, 
  * @category Accessors
  * @since 0.1.0
  */
-export const spend = (scope: SpendScope): Effect.Effect<number, never, CostMeter> =>
+export const spend = (scope: SpendScope): Effect.Effect<number, StoreError, CostMeter> =>
   Effect.flatMap(CostMeter, (meter) => meter.spend(scope))

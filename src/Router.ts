@@ -54,6 +54,11 @@ export interface RouteInfo {
   readonly cost: number
   /** The usage of the answer. */
   readonly usage: Usage | undefined
+  /**
+   * Present when the router's state store was failing during the request: it was served from
+   * the router's local view (limits, circuits and spend of this process only).
+   */
+  readonly storeFailed?: true | undefined
 }
 
 /**

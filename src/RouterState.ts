@@ -1,18 +1,20 @@
 /**
- * The router's shared live state: per deployment the in-flight count, latency estimate, usage
- * windows, failures and cooldown; spend per key. Every routing concern reads and writes it
- * through this one service, so the in-memory default can be replaced by a shared store
- * (many app instances, one view) without touching the policies.
+ * The router's live state, in one store every routing concern reads and writes: per deployment
+ * the leases in flight, latency samples, usage windows, failures and circuit; spend per key;
+ * state policies keep of their own. Its contract (`Service`) is what a shared store (many app
+ * instances, one view) implements; `effect-llm-router/testing` ships its checks.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Deployment } from "./Deployment.js"
 import type { InvalidConfig } from "./Errors.js"
 import type { RateLimitInfo } from "./Provider.js"
+import type { Candidate, NoFit } from "./Selector.js"
 import * as internal from "./internal/state.js"
 
 /**
@@ -131,22 +133,117 @@ export interface CircuitChange {
 }
 
 /**
- * The state store's operations. Implementations must make each operation atomic.
+ * A store operation failed (the store is unreachable, timed out, or answered nonsense). The
+ * router's policy for it is `Router.Config.onStoreFailure`.
+ *
+ * @example
+ * import { RouterState } from "effect-llm-router"
+ * new RouterState.StoreError({ operation: "reserve", message: "connection refused" })
+ * @category Errors
+ * @since 0.1.0
+ */
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly operation: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * What a reservation says of one deployment: take it (`"take"`), take it only when no other
+ * can be (`"fallback"`: the deployment the request just failed on, one it already waits on),
+ * or why not.
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export type Admission =
+  | "take"
+  | "fallback"
+  | { readonly refused: "untagged" | "excluded" | "full" }
+  | { readonly refused: "cooling"; readonly until: number | undefined }
+
+/**
+ * One request's ask for a slot on a deployment of a group, as the store runs it atomically: it
+ * admits each deployment on its current stats, lets the selector `pick` among those admitted,
+ * takes the pick's half-open probe (`claim`) and its concurrency slot, all as one step.
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export interface Reservation {
+  readonly deployments: ReadonlyArray<Deployment>
+  readonly admit: (deployment: Deployment, stats: DeploymentStats, now: number) => Admission
+  /** The selector over the admitted candidates (never empty). */
+  readonly pick: (candidates: ReadonlyArray<Candidate>) => Effect.Effect<Candidate, NoFit>
+  /** The circuit once this deployment is taken, `undefined` when it cannot be (its probe is taken). */
+  readonly claim: (record: CooldownRecord, now: number) => CooldownRecord | undefined
+  /** How long the slot is held unless renewed, in ms. */
+  readonly ttlMs: number
+}
+
+/**
+ * A slot taken on a deployment: held until completed, or until it expires (`ttlMs` after it
+ * was taken or last renewed), so a holder that died cannot keep it.
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export interface Lease {
+  /** The store's handle. */
+  readonly id: number
+  readonly deployment: Deployment
+  /** When it was taken (the store's clock, epoch ms). */
+  readonly at: number
+  /** The deployment's stats when it was taken (what the selector saw). */
+  readonly stats: DeploymentStats
+}
+
+/**
+ * Why a reservation took nothing: how many deployments were refused for each reason, and when
+ * the first cooling one returns (epoch ms).
+ *
+ * @category Errors
+ * @since 0.1.0
+ */
+export class Unreserved extends Data.TaggedError("Unreserved")<{
+  readonly untagged: number
+  readonly excluded: number
+  readonly cooling: number
+  readonly full: number
+  readonly firstBack: number | undefined
+}> {}
+
+/**
+ * The state store's operations: the contract every store keeps (the in-memory one, a shared
+ * one such as Redis). `effect-llm-router/testing` ships its test suite (`StoreContract`).
+ *
+ * - The store owns the clock (`now`); no caller passes one.
+ * - `reserve` is atomic: admission, the selector's choice, the probe and the slot are taken
+ *   together, so limits and least-busy choices hold under concurrency (and, for a shared
+ *   store, across processes). A selector that suspends is re-checked at the take: limits always
+ *   hold, the choice may then be a step stale.
+ * - A lease is held until `complete`d or until it expires; `renew` extends it.
+ * - Every operation can fail with {@link StoreError}.
  *
  * @category Models
  * @since 0.1.0
  */
 export interface Service {
+  /** The store's clock, epoch ms. */
+  readonly now: Effect.Effect<number, StoreError>
   /** Live stats of each given deployment, in order. */
-  readonly snapshot: (deployments: ReadonlyArray<Deployment>, now: number) => Effect.Effect<ReadonlyArray<DeploymentStats>>
-  /** Takes a concurrency slot when the deployment's `maxConcurrent` allows; counts the request. */
-  readonly acquire: (deployment: Deployment, now: number) => Effect.Effect<boolean>
-  /** Gives a slot back: the one taken at `startedAt` (epoch ms, as given to `acquire`). */
-  readonly release: (deployment: Deployment, startedAt: number) => Effect.Effect<void>
-  /** Records a finished call: its latency samples, tokens, success or failure (see {@link Outcome}). */
-  readonly recordOutcome: (deployment: Deployment, now: number, outcome: Outcome) => Effect.Effect<void>
+  readonly snapshot: (deployments: ReadonlyArray<Deployment>) => Effect.Effect<ReadonlyArray<DeploymentStats>, StoreError>
+  /** Takes a slot on a deployment of the reservation, or says why none (see {@link Reservation}). */
+  readonly reserve: (reservation: Reservation) => Effect.Effect<Lease, StoreError | Unreserved | NoFit>
+  /** Holds the lease `ttlMs` longer from now (a long stream renews its own). */
+  readonly renew: (lease: Lease, ttlMs: number) => Effect.Effect<void, StoreError>
+  /**
+   * Gives the slot back and records how the call ended (`undefined`: cancelled, nothing to
+   * record). A lease that expired already is not given back twice.
+   */
+  readonly complete: (lease: Lease, outcome: Outcome | undefined) => Effect.Effect<void, StoreError>
   /** Keeps the rate-limit headroom the upstream last reported. */
-  readonly recordRateLimit: (deployment: Deployment, info: RateLimitInfo) => Effect.Effect<void>
+  readonly recordRateLimit: (deployment: Deployment, info: RateLimitInfo) => Effect.Effect<void, StoreError>
   /**
    * Atomically reads the stats of `deployments` (a group, or just one) and changes the circuit
    * of `deployments[index]`: `f` returns a value and the change, or `undefined` to leave it.
@@ -156,13 +253,18 @@ export interface Service {
   readonly modifyCooldown: <A>(
     deployments: ReadonlyArray<Deployment>,
     index: number,
-    now: number,
-    f: (stats: ReadonlyArray<DeploymentStats>) => readonly [A, CircuitChange | undefined]
-  ) => Effect.Effect<A>
+    f: (stats: ReadonlyArray<DeploymentStats>, now: number) => readonly [A, CircuitChange | undefined]
+  ) => Effect.Effect<A, StoreError>
+  /**
+   * State a policy keeps in the store (shared with other processes when the store is): the
+   * value under `key` (`initial` when there is none) is replaced by what `f` returns, atomically.
+   * Values must be plain JSON data.
+   */
+  readonly modify: <S, A>(key: string, initial: S, f: (state: S, now: number) => readonly [A, S]) => Effect.Effect<A, StoreError>
   /** Adds `amount` dollars to each key's spend. */
-  readonly addSpend: (keys: ReadonlyArray<string>, amount: number) => Effect.Effect<void>
+  readonly addSpend: (keys: ReadonlyArray<string>, amount: number) => Effect.Effect<void, StoreError>
   /** Dollars spent under a key (`deployment:<id>`, `group:<name>`, `tag:<tag>`, `total`). */
-  readonly spend: (key: string) => Effect.Effect<number>
+  readonly spend: (key: string) => Effect.Effect<number, StoreError>
 }
 
 /**

@@ -23,3 +23,15 @@
  * @since 0.1.0
  */
 export * as FakeProvider from "./providers/Fake.js"
+
+/**
+ * The `RouterState` store contract as checks, so that every store (the in-memory one, Redis,
+ * yours) runs the same tests.
+ *
+ * @example
+ * import { RouterState } from "effect-llm-router"
+ * import { StoreContract } from "effect-llm-router/testing"
+ * const checks = StoreContract.checks(RouterState.makeMemory())
+ * @since 0.1.0
+ */
+export * as StoreContract from "./StoreContract.js"

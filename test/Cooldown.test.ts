@@ -27,8 +27,7 @@ const circuit = (id: string) =>
     const router = yield* Router.Router
     const state = yield* RouterState.RouterState
     const d = router.deployments.find((d) => d.id === id)!
-    const now = yield* Clock.currentTimeMillis
-    const [stats] = yield* state.snapshot([d], now)
+    const [stats] = yield* state.snapshot([d])
     return stats.cooldown
   })
 
@@ -261,7 +260,7 @@ describe("Cooldown: the ejection cap", () => {
       for (let i = 0; i < 200; i++) yield* Effect.either(ask())
       const router = yield* Router.Router
       const state = yield* RouterState.RouterState
-      const stats = yield* state.snapshot(router.deployments, yield* now)
+      const stats = yield* state.snapshot(router.deployments)
       return stats.filter((s) => s.cooldown.status !== "closed").length
     }).pipe(
       Effect.provide(
@@ -289,7 +288,7 @@ describe("Cooldown: the ejection cap", () => {
       for (let i = 0; i < 200; i++) yield* Effect.either(ask())
       const router = yield* Router.Router
       const state = yield* RouterState.RouterState
-      const stats = yield* state.snapshot(router.deployments, yield* now)
+      const stats = yield* state.snapshot(router.deployments)
       expect(stats.filter((s) => s.cooldown.status !== "closed")).toHaveLength(3)
     }).pipe(
       Effect.provide(
@@ -544,7 +543,7 @@ describe("Cooldown: retry-after is a fact about the deployment", () => {
       }
       const router = yield* Router.Router
       const state = yield* RouterState.RouterState
-      const [stats] = yield* state.snapshot(router.deployments, yield* now)
+      const [stats] = yield* state.snapshot(router.deployments)
       expect(stats).toMatchObject({ failures: 0, consecutiveFailures: 0, completed: 0 })
       expect(stats.cooldown.reason).toBe("retry_after")
     }).pipe(Effect.provide(routerOf({ a })))

@@ -34,7 +34,7 @@ const routerOf = (
 const inFlight = Effect.gen(function*() {
   const router = yield* Router.Router
   const state = yield* RouterState.RouterState
-  const stats = yield* state.snapshot(router.deployments, yield* Clock.currentTimeMillis)
+  const stats = yield* state.snapshot(router.deployments)
   return stats.map((s) => s.inFlight)
 })
 
@@ -62,7 +62,7 @@ describe("Hedge: fixed delay", () => {
       // a cancelled attempt is not a failure: no cooldown, no failure counted
       const router = yield* Router.Router
       const state = yield* RouterState.RouterState
-      const [a] = yield* state.snapshot(router.deployments, 400)
+      const [a] = yield* state.snapshot(router.deployments)
       expect(a.failures).toBe(0)
       expect(a.cooldown.status).toBe("closed")
     }).pipe(Effect.provide(routerOf(fake, Hedge.layer({ delay: "300 millis" }))))

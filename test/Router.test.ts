@@ -128,7 +128,7 @@ const calledIds = (fake: Fake) => Effect.map(fake.calls, (calls) => calls.map((c
 const inFlight = Effect.gen(function*() {
   const router = yield* Router.Router
   const state = yield* RouterState.RouterState
-  const stats = yield* state.snapshot(router.deployments, yield* Clock.currentTimeMillis)
+  const stats = yield* state.snapshot(router.deployments)
   return Object.fromEntries(router.deployments.map((d, i) => [d.id, stats[i].inFlight]))
 })
 
@@ -911,8 +911,8 @@ describe("Router", () => {
           RouterState.RouterState,
           Effect.map(RouterState.makeMemory(), (inner): RouterState.Service => ({
             ...inner,
-            acquire: (d, now) =>
-              inner.acquire(d, now).pipe(
+            reserve: (reservation) =>
+              inner.reserve(reservation).pipe(
                 Effect.tap(() => Deferred.succeed(granted, undefined)),
                 Effect.zipLeft(Effect.sleep("5 millis")) // the store's reply on its way back
               )

@@ -13,32 +13,22 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { Deployment } from "../Deployment.js"
 import { NoDeploymentAvailable, type ProviderError, Timeout } from "../Errors.js"
+import type { Admission, DeploymentStats, Lease, Reservation, StoreError, Unreserved } from "../RouterState.js"
 import type { Target, Usage } from "../Provider.js"
-import type { Candidate, SelectionRequest } from "../Selector.js"
+import type { SelectionRequest } from "../Selector.js"
 import { hasTags } from "./engine.js"
 import { meter, nowMs, type RequestContext } from "./request.js"
 
-/** Why a group has no candidate, counted over its deployments. */
-interface Unavailable {
-  untagged: number
-  excluded: number
-  cooling: number
-  full: number
-  /** When the first cooling deployment returns (epoch ms), `Infinity` if unknown. */
-  firstBack: number
-  readonly size: number
-}
-
 /** Why nothing of the group could take the request, as the typed error. */
-const unavailable = (group: string, counts: Unavailable, ctx: RequestContext, now: number) => {
-  if (counts.untagged === counts.size) {
+const unavailable = (group: string, size: number, counts: Unreserved, ctx: RequestContext) => {
+  if (counts.untagged === size) {
     return new NoDeploymentAvailable({
       group,
       reason: "none_fits",
       message: `no deployment of "${group}" available: none carries every tag of [${ctx.tags.join(", ")}]`
     })
   }
-  const back = counts.firstBack === Infinity ? undefined : Math.max(0, counts.firstBack - now)
+  const back = counts.firstBack === undefined ? undefined : Math.max(0, counts.firstBack - ctx.clock.unsafeCurrentTimeMillis())
   const parts: Array<string> = []
   if (counts.full > 0) parts.push(`${counts.full} at their concurrency limit`)
   if (counts.cooling > 0) {
@@ -56,7 +46,7 @@ const unavailable = (group: string, counts: Unavailable, ctx: RequestContext, no
   return new NoDeploymentAvailable({
     group,
     reason,
-    message: `no deployment of "${group}" available: ${parts.join(", ")}`,
+    message: `no deployment of "${group}" available: ${parts.length === 0 ? "none admitted" : parts.join(", ")}`,
     retryAfter: reason === "cooling_down" && back !== undefined ? Duration.millis(back) : undefined
   })
 }
@@ -73,21 +63,48 @@ export const poolOf = (ctx: RequestContext, group: string): ReadonlyArray<Deploy
 
 type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
 
+const untagged: Admission = { refused: "untagged" }
+const excluded: Admission = { refused: "excluded" }
+const full: Admission = { refused: "full" }
+
 /**
- * A deployment taken for an attempt: its candidate, and when its slot was taken (epoch ms, what
- * `RouterState.release` is given back).
- *
- * @internal
+ * What the request says of a deployment: not one without its tags, one it must not go back to,
+ * one cooling down (or that asked it to wait), one at its concurrency limit; the one it just
+ * failed on, or already waits on, only when no other can take it.
  */
-export interface Taken {
-  readonly candidate: Candidate
-  readonly at: number
+const admit = (ctx: RequestContext, d: Deployment, stats: DeploymentStats, now: number): Admission => {
+  if (ctx.tags.length > 0 && !hasTags(d, ctx.tags)) return untagged
+  if (ctx.excluded !== undefined && ctx.excluded.has(d.id)) return excluded
+  const circuit = stats.cooldown
+  if (!ctx.policies.cooldown.isAvailable(circuit, now)) {
+    return { refused: "cooling", until: circuit.status === "open" ? circuit.until : undefined }
+  }
+  const notBefore = ctx.notBefore?.get(d.id)
+  if (notBefore !== undefined && notBefore > now) return { refused: "cooling", until: notBefore }
+  if (d.maxConcurrent !== undefined && stats.inFlight >= d.maxConcurrent) return full
+  if (d.id === ctx.lastFailed || (ctx.inFlight !== undefined && ctx.inFlight.has(d.id))) return "fallback"
+  return "take"
 }
 
 /**
- * Picks, claims and acquires a deployment of `group`, or says why none can take the request.
- * Runs inside the caller's uninterruptible region, so that a slot it acquires is always handed
- * over to the caller's release; only the selector's own pick stays interruptible.
+ * How long an attempt's lease in `group` lasts: the longest call timeout there (or the
+ * request's own) and a margin, so a call ends before its lease does (streams renew theirs).
+ *
+ * @internal
+ */
+export const leaseTtl = (ctx: RequestContext, group: string): number => {
+  const timeout = ctx.options?.timeout
+  return timeout === undefined ? ctx.engine.leaseTtlMs.get(group)! : Duration.toMillis(timeout) + leaseMarginMs
+}
+
+/** Extra life of a lease beyond its call's own timeout. */
+export const leaseMarginMs = 60_000
+
+/**
+ * Takes a slot on a deployment of `group` for the request, in one atomic store step (admission,
+ * the selector's pick, the half-open probe, the slot), or says why none can take it. Runs inside
+ * the caller's uninterruptible region, so that a lease it takes is always handed over to the
+ * caller's completion; only the selector's own pick stays interruptible.
  *
  * @internal
  */
@@ -96,102 +113,43 @@ export const choose = (
   group: string,
   selection: SelectionRequest,
   restore: Restore
-): Effect.Effect<Taken, NoDeploymentAvailable> =>
-  Effect.suspend(() => {
-    const pool = poolOf(ctx, group)
-    const now = ctx.clock.unsafeCurrentTimeMillis()
-    const cooldown = ctx.policies.cooldown
-    return Effect.flatMap(ctx.engine.state.snapshot(pool, now), (stats) => {
-      const candidates: Array<Candidate> = []
-      const counts: Unavailable = { untagged: 0, excluded: 0, cooling: 0, full: 0, firstBack: Infinity, size: pool.length }
-      let lastFailed: Candidate | undefined
-      let busy: Array<Candidate> | undefined
-      for (let i = 0; i < pool.length; i++) {
-        const d = pool[i]
-        const s = stats[i]
-        if (ctx.tags.length > 0 && !hasTags(d, ctx.tags)) {
-          counts.untagged++
-          continue
-        }
-        if (ctx.excluded !== undefined && ctx.excluded.has(d.id)) {
-          counts.excluded++
-          continue
-        }
-        if (!cooldown.isAvailable(s.cooldown, now)) {
-          counts.cooling++
-          if (s.cooldown.status === "open" && s.cooldown.until < counts.firstBack) counts.firstBack = s.cooldown.until
-          continue
-        }
-        const notBefore = ctx.notBefore?.get(d.id)
-        if (notBefore !== undefined && notBefore > now) {
-          counts.cooling++
-          if (notBefore < counts.firstBack) counts.firstBack = notBefore
-          continue
-        }
-        if (d.maxConcurrent !== undefined && s.inFlight >= d.maxConcurrent) {
-          counts.full++
-          continue
-        }
-        const candidate = { deployment: d, stats: s }
-        if (ctx.inFlight !== undefined && ctx.inFlight.has(d.id)) (busy ??= []).push(candidate)
-        else if (d.id === ctx.lastFailed) lastFailed = candidate
-        else candidates.push(candidate)
-      }
-      // A retry avoids the deployment that just failed, and a hedge the ones the request is
-      // already waiting on, unless nothing else is left.
-      if (candidates.length === 0 && lastFailed !== undefined) candidates.push(lastFailed)
-      if (candidates.length === 0 && busy !== undefined) candidates.push(...busy)
-      return pickFrom(ctx, group, candidates, selection, restore, now, counts)
-    })
-  })
-
-const pickFrom = (
-  ctx: RequestContext,
-  group: string,
-  candidates: Array<Candidate>,
-  selection: SelectionRequest,
-  restore: Restore,
-  now: number,
-  counts: Unavailable
-): Effect.Effect<Taken, NoDeploymentAvailable> => {
-  if (candidates.length === 0) return Effect.fail(unavailable(group, counts, ctx, now))
+): Effect.Effect<Lease, NoDeploymentAvailable> => {
+  const pool = poolOf(ctx, group)
   const { cooldown, selector } = ctx.policies
-  const picked = Effect.catchTag(
-    restore(selector.pick(candidates, selection)),
-    "NoFit",
-    (noFit) =>
+  const reservation: Reservation = {
+    deployments: pool,
+    admit: (d, stats, now) => admit(ctx, d, stats, now),
+    pick: (candidates) => restore(selector.pick(candidates, selection)),
+    claim: cooldown.claim,
+    ttlMs: leaseTtl(ctx, group)
+  }
+  return Effect.catchTags(ctx.engine.state.reserve(reservation), {
+    Unreserved: (counts) => Effect.fail(unavailable(group, pool.length, counts, ctx)),
+    NoFit: (noFit) =>
       Effect.fail(new NoDeploymentAvailable({ group, reason: "none_fits", message: `no deployment of "${group}" fits: ${noFit.message}` }))
-  )
-  return Effect.flatMap(picked, (candidate) => {
-    const d = candidate.deployment
-    const closed = candidate.stats.cooldown.status === "closed"
-    const others = () => candidates.filter((c) => c !== candidate)
-    const take = Effect.flatMap(ctx.engine.state.acquire(d, now), (acquired) => {
-      if (acquired) return Effect.succeed({ candidate, at: now })
-      counts.full++
-      return Effect.zipRight(closed ? Effect.void : cooldown.onInterrupt(d, now), pickFrom(ctx, group, others(), selection, restore, now, counts))
-    })
-    // A closed circuit needs no claim; an expired one is claimed for its single probe.
-    if (closed) return take
-    return Effect.flatMap(cooldown.claim(d, now), (ok) => {
-      if (ok) return take
-      counts.cooling++
-      return pickFrom(ctx, group, others(), selection, restore, now, counts)
-    })
   })
 }
 
 /**
- * Records a finished call everywhere it counts: the request's attempts, the deployment's
- * outcome in the store (its latency samples: the whole call, or for a stream its first content
- * `firstContentMs` after it started), the breaker. An interrupted call is `cancelled` and
- * judges nothing.
+ * Runs a policy's update of the store; a store that fails it loses it (logged): the request
+ * goes on.
+ *
+ * @internal
+ */
+export const quietly = (effect: Effect.Effect<void, StoreError>): Effect.Effect<void> =>
+  Effect.catchTag(effect, "StoreError", (error) => Effect.logWarning(`router store: ${error.operation} failed (${error.message})`))
+
+/**
+ * Records a finished call everywhere it counts: the request's attempts, the lease's deployment
+ * in the store (the slot back, its latency samples: the whole call, or for a stream its first
+ * content `firstContentMs` after it started), the breaker. An interrupted call is `cancelled`
+ * and judges nothing.
  *
  * @internal
  */
 export const settle = (
   ctx: RequestContext,
-  d: Deployment,
+  lease: Lease,
   startedMs: number,
   circuitClosed: boolean,
   exit: Exit.Exit<unknown, ProviderError>,
@@ -199,8 +157,8 @@ export const settle = (
   usage: { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined,
   firstContentMs?: number | undefined
 ): Effect.Effect<void> => {
+  const d = lease.deployment
   const latencyMs = nowMs(ctx.clock) - startedMs
-  const now = ctx.clock.unsafeCurrentTimeMillis()
   const { cooldown } = ctx.policies
   const state = ctx.engine.state
   ctx.providerMs += latencyMs
@@ -211,7 +169,7 @@ export const settle = (
         ? { deploymentId: d.id, group: d.group, outcome: "won", latencyMs }
         : { deploymentId: d.id, group: d.group, outcome: "won", latencyMs, firstContentMs }
     )
-    const recorded = state.recordOutcome(d, now, {
+    const completed = state.complete(lease, {
       result: "success",
       kind,
       latencyMs,
@@ -220,14 +178,15 @@ export const settle = (
       tokens: usage?.total_tokens ?? 0
     })
     // A success only changes a circuit that was not closed when the attempt began.
-    return circuitClosed ? recorded : Effect.zipRight(recorded, cooldown.onSuccess(d, now))
+    return circuitClosed ? completed : Effect.zipRight(completed, quietly(cooldown.onSuccess(d)))
   }
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) {
     ctx.attempts.push({ deploymentId: d.id, group: d.group, outcome: "cancelled", latencyMs })
-    return cooldown.onInterrupt(d, now)
+    return Effect.zipRight(state.complete(lease, undefined), circuitClosed ? Effect.void : quietly(cooldown.onInterrupt(d)))
   }
   const error = failure.value
+  const now = ctx.clock.unsafeCurrentTimeMillis()
   const classification = ctx.engine.table[error._tag]
   ctx.attempts.push({ deploymentId: d.id, group: d.group, outcome: "failed", error: error._tag, latencyMs })
   ctx.lastFailed = d.id
@@ -243,8 +202,8 @@ export const settle = (
     ? "ignored"
     : "failure"
   return Effect.zipRight(
-    state.recordOutcome(d, now, { result, kind, latencyMs, firstTokenMs: firstContentMs, tokens: 0 }),
-    cooldown.onFailure(d, { error, classification, group: ctx.engine.pools.get(d.group)!, now })
+    state.complete(lease, { result, kind, latencyMs, firstTokenMs: firstContentMs, tokens: 0 }),
+    quietly(cooldown.onFailure(d, { error, classification, group: ctx.engine.pools.get(d.group)! }))
   )
 }
 
@@ -311,18 +270,15 @@ export const call = <A>(
   usageOf: (a: A) => { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined
 ): Effect.Effect<readonly [A, Deployment], ProviderError | NoDeploymentAvailable> =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(choose(ctx, group, selection, restore), ({ at, candidate }) => {
-      const d = candidate.deployment
+    Effect.flatMap(choose(ctx, group, selection, restore), (lease) => {
+      const d = lease.deployment
       const startedMs = nowMs(ctx.clock)
-      const closed = candidate.stats.cooldown.status === "closed"
-      const hedging = ctx.concurrent
-      if (hedging) (ctx.inFlight ??= new Set()).add(d.id)
+      const closed = lease.stats.cooldown.status === "closed"
+      const concurrent = ctx.concurrent
+      if (concurrent) (ctx.inFlight ??= new Set()).add(d.id)
       const done = (exit: Exit.Exit<A, ProviderError>, usage: ReturnType<typeof usageOf>) => {
-        if (hedging) ctx.inFlight!.delete(d.id)
-        return Effect.zipRight(
-          Effect.zipRight(ctx.engine.state.release(d, at), settle(ctx, d, startedMs, closed, exit, "call", usage)),
-          Exit.map(exit, (a) => [a, d] as const)
-        )
+        if (concurrent) ctx.inFlight!.delete(d.id)
+        return Effect.zipRight(settle(ctx, lease, startedMs, closed, exit, "call", usage), Exit.map(exit, (a) => [a, d] as const))
       }
       return Effect.matchCauseEffect(restore(withTimeout(ctx, d, invoke(d))), {
         onSuccess: (a) => done(Exit.succeed(a), usageOf(a)),

@@ -118,12 +118,12 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
       (stats.completed >= minRequests ? stats.failures / stats.completed > failureRatio : stats.failures >= allowedFails)
 
     const onTransient = (deployment: Deployment, failure: Failure) => {
-      const { group, now } = failure
+      const { group } = failure
       const index = group.indexOf(deployment)
       const retryAfterMs = "retryAfter" in failure.error && failure.error.retryAfter !== undefined
         ? Duration.toMillis(failure.error.retryAfter)
         : undefined
-      return state.modifyCooldown(index < 0 ? [deployment] : group, Math.max(0, index), now, (stats) => {
+      return state.modifyCooldown(index < 0 ? [deployment] : group, Math.max(0, index), (stats, now) => {
         const self = stats[Math.max(0, index)]
         const record = self.cooldown
         // A failed probe (or a failure while one runs) sends it back out; it is counted already.
@@ -133,14 +133,15 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
       })
     }
 
-    const onUnusable = (deployment: Deployment, failure: Failure, ladder: Ladder) =>
-      state.modifyCooldown([deployment], 0, failure.now, ([self]) => [
+    const onUnusable = (deployment: Deployment, ladder: Ladder) =>
+      state.modifyCooldown([deployment], 0, ([self], now) => [
         undefined,
-        eject(self.cooldown, failure.now, ladder, "unusable", undefined)
+        eject(self.cooldown, now, ladder, "unusable", undefined)
       ])
 
-    const onRetryAfter = (deployment: Deployment, until: number, now: number) =>
-      state.modifyCooldown([deployment], 0, now, ([self]) => {
+    const onRetryAfter = (deployment: Deployment, afterMs: number) =>
+      state.modifyCooldown([deployment], 0, ([self], now) => {
+        const until = now + afterMs
         const record = self.cooldown
         if (record.status === "open" && record.until >= until) return [undefined, undefined]
         // The upstream said when: the deployment is out until then for every request. A circuit
@@ -156,8 +157,8 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
     // The deployment answered: a probe succeeded (or the request was at fault), so the circuit
     // closes, but only once its cooldown is over: a call that started before the cooldown and
     // answers during it does not cut the cooldown (or the upstream's retry-after) short.
-    const onAlive = (deployment: Deployment, now: number) =>
-      state.modifyCooldown([deployment], 0, now, ([self]) => {
+    const onAlive = (deployment: Deployment) =>
+      state.modifyCooldown([deployment], 0, ([self], now) => {
         const record = self.cooldown
         return record.status === "probing" || (record.status === "open" && record.until <= now)
           ? [undefined, change(closed, true)]
@@ -166,37 +167,33 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
 
     const service: Service = {
       isAvailable: (record, now) => record.status === "closed" || (record.status === "open" && record.until <= now),
-      claim: (deployment, now) =>
-        state.modifyCooldown([deployment], 0, now, ([self]): readonly [boolean, CircuitChange | undefined] => {
-          const record = self.cooldown
-          if (record.status === "closed") return [true, undefined]
-          if (record.status !== "open" || record.until > now) return [false, undefined]
-          // After a retry-after the upstream said it is back: no probe needed.
-          return record.reason === "retry_after"
-            ? [true, change({ ...closed, ejections: record.ejections }, false)]
-            : [true, change({ ...record, status: "probing" }, false)]
-        }),
+      claim: (record, now) => {
+        if (record.status === "closed") return record
+        if (record.status !== "open" || record.until > now) return undefined
+        // After a retry-after the upstream said it is back: no probe needed.
+        return record.reason === "retry_after" ? { ...closed, ejections: record.ejections } : { ...record, status: "probing" }
+      },
       onSuccess: onAlive,
       onFailure: (deployment, failure) => {
         switch (failure.classification.cooldown) {
           case "none":
-            return onAlive(deployment, failure.now)
+            return onAlive(deployment)
           case "immediate":
-            return onUnusable(deployment, failure, transient)
+            return onUnusable(deployment, transient)
           case "long":
-            return onUnusable(deployment, failure, long)
+            return onUnusable(deployment, long)
           case "count": {
             const error = failure.error
             // A rate limit that says when to come back is a fact about the deployment, not a failure.
             if (error._tag === "RateLimited" && error.retryAfter !== undefined) {
-              return onRetryAfter(deployment, failure.now + Duration.toMillis(error.retryAfter), failure.now)
+              return onRetryAfter(deployment, Duration.toMillis(error.retryAfter))
             }
             return onTransient(deployment, failure)
           }
         }
       },
-      onInterrupt: (deployment, now) =>
-        state.modifyCooldown([deployment], 0, now, ([self]) =>
+      onInterrupt: (deployment) =>
+        state.modifyCooldown([deployment], 0, ([self], now) =>
           self.cooldown.status === "probing"
             ? [undefined, change({ ...self.cooldown, status: "open", until: now }, false)]
             : [undefined, undefined]),
@@ -208,7 +205,7 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
 
 export const disabled: Service = {
   isAvailable: () => true,
-  claim: () => Effect.succeed(true),
+  claim: (record) => record,
   onSuccess: () => Effect.void,
   onFailure: () => Effect.void,
   onInterrupt: () => Effect.void,

@@ -38,8 +38,7 @@ export const run = <A>(
   const hedge = ctx.hedge
   const attempt = hedge === undefined ? once : (group: string): Effect.Effect<A, RouterError> => {
     const policy = hedge.policyFor(group)
-    if (policy === undefined) return once(group)
-    return Effect.zipRight(hedge.onRequest, spread(hedgeOf(ctx, hedge, policy, kind, group), once, discard))
+    return policy === undefined ? once(group) : spread(hedgeOf(ctx, hedge, policy, kind, group), once, discard)
   }
   const follow = (plan: Plan.Plan, step: Plan.Step): Effect.Effect<A, RouterError> => {
     if (step._tag === "Fail") return Effect.fail(step.error)
@@ -49,7 +48,9 @@ export const run = <A>(
     return Effect.zipRight(Effect.sleep(Duration.millis(step.waitMs)), tried)
   }
   const race = ctx.options?.race
-  const first = race === undefined ? attempt(ctx.requestedGroup) : spread(raceOf(race), once, discard)
+  const firstAttempt = race === undefined ? attempt(ctx.requestedGroup) : spread(raceOf(race), once, discard)
+  // The hedging budget grows once per request (not per attempt: retries do not earn hedges).
+  const first = hedge === undefined ? firstAttempt : Effect.zipRight(hedge.onRequest, firstAttempt)
   const routed = Effect.catchAll(first, (error) => {
     const plan = Plan.make(ctx)
     return Effect.mapError(Effect.flatMap(Plan.next(ctx, plan, error), (s) => follow(plan, s)), (e) => finalError(ctx, e))
@@ -86,7 +87,8 @@ interface Spread {
 const hedgeOf = (ctx: RequestContext, hedge: Hedge.Service, policy: Hedge.Policy, kind: "call" | "stream", group: string): Spread => ({
   groupOf: () => group,
   delay: Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Effect.map(ctx.engine.state.snapshot(poolOf(ctx, group), now), (stats) => Math.max(0, policy.delayMs(stats, kind, now)))),
+    // at least 1 ms: a budget that refuses is asked again after a delay, never in a loop
+    Effect.map(ctx.engine.state.snapshot(poolOf(ctx, group)), (stats) => Math.max(1, policy.delayMs(stats, kind, now)))),
   extra: policy.maxHedges,
   take: hedge.take
 })
@@ -135,13 +137,12 @@ const spread = <A>(
         : Effect.map(Queue.take(finished), Option.some)
       return Effect.flatMap(wait, (taken) => {
         if (Option.isNone(taken)) {
-          // Every attempt still runs at the delay: one more, if the budget allows.
-          more--
+          // Every attempt still runs at the delay: one more, if the budget allows; if not, the
+          // budget is asked again after another delay (a stalled request is still worth a
+          // hedge once the budget has refilled).
           return Effect.flatMap(how.take, (allowed) => {
-            if (!allowed) {
-              more = 0
-              return next
-            }
+            if (!allowed) return next
+            more--
             return Effect.zipRight(launch, next)
           })
         }

@@ -15,8 +15,22 @@ import { Fallback } from "../Fallback.js"
 import type { Service as HedgeService } from "../Hedge.js"
 import type { Target } from "../Provider.js"
 import { RetrySchedule } from "../RetrySchedule.js"
-import type { Service as RouterStateService } from "../RouterState.js"
+import type * as Effect from "effect/Effect"
+import type * as RouterState from "../RouterState.js"
 import { Selector } from "../Selector.js"
+
+/**
+ * A `RouterState` store that never fails: the in-memory one, or any store wrapped so that a
+ * failure is served from a local view (`resilient.ts`).
+ *
+ * @internal
+ */
+export type Store = {
+  readonly [K in keyof RouterState.Service]: RouterState.Service[K] extends (...args: infer P) => Effect.Effect<infer A, infer E, infer R>
+    ? (...args: P) => Effect.Effect<A, Exclude<E, RouterState.StoreError>, R>
+    : RouterState.Service[K] extends Effect.Effect<infer A, infer _E, infer R> ? Effect.Effect<A, never, R>
+    : RouterState.Service[K]
+}
 
 /**
  * The routing policies a request runs under.
@@ -44,8 +58,13 @@ export interface Engine {
    * not enforce `target.timeout`; `undefined` when the provider does.
    */
   readonly raceTimeouts: ReadonlyArray<Duration.Duration | undefined>
+  /** How long a lease lasts per group: its longest call timeout and a margin (ms). */
+  readonly leaseTtlMs: ReadonlyMap<string, number>
   readonly table: ClassificationTable
-  readonly state: RouterStateService
+  /** The store, as the engine sees it: it never fails (see `resilient.ts`). */
+  readonly state: Store
+  /** Whether the store serves from its local view (the shared one failed). */
+  readonly degraded: () => boolean
   /** The policies the router was built with. */
   readonly policies: Policies
   /** Its hedging, when it was built with any. */

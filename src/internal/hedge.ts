@@ -11,7 +11,7 @@ import * as Schema from "effect/Schema"
 import { InvalidConfig } from "../Errors.js"
 import type { Options, Policy, Service } from "../Hedge.js"
 import type { LatencyQuantiles } from "../RouterState.js"
-import { decodeConfig, DurationInput, NonEmptyString, PositiveDuration, PositiveInt } from "./schemas.js"
+import { decodeConfig, NonEmptyString, PositiveDuration, PositiveInt } from "./schemas.js"
 import { LatencySketch } from "./sketch.js"
 
 const Quantile = Schema.Number.pipe(Schema.filter((n) => n > 0 && n < 1, { message: () => "expected a number in (0, 1)" }))
@@ -33,7 +33,7 @@ const OptionsSchema = Schema.Struct({
 })
 const decodeRest = decodeConfig(OptionsSchema, "Hedge.layer")
 const decodeQuantileDelay = decodeConfig(QuantileDelay, "Hedge.layer.delay")
-const decodeFixedDelay = decodeConfig(DurationInput, "Hedge.layer.delay")
+const decodeFixedDelay = decodeConfig(PositiveDuration, "Hedge.layer.delay")
 
 /** The options, every issue told at once (the delay's only in the form it was given). */
 const validate = (input: Options) => {

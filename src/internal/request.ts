@@ -250,7 +250,13 @@ export const finalError = (ctx: RequestContext, error: RouterError): RouterError
  */
 export const meter = (ctx: RequestContext, d: Deployment, usage: Usage | undefined): Effect.Effect<number> => {
   const cost = usage === undefined ? 0 : ctx.policies.meter.cost(d, usage)
-  return Effect.as(ctx.policies.meter.record(d, ctx.tags, cost), cost)
+  if (cost === 0) return Effect.succeed(0)
+  // A store that cannot take the spend loses it (logged); the answer is not lost for it.
+  return Effect.as(
+    Effect.catchTag(ctx.policies.meter.record(d, ctx.tags, cost), "StoreError", (error) =>
+      Effect.logWarning(`router store: spend not recorded (${error.message})`)),
+    cost
+  )
 }
 
 /** @internal */
@@ -265,7 +271,8 @@ export const routeInfo = (ctx: RequestContext, d: Deployment, usage: Usage | und
     latencyMs,
     overheadMs: Math.max(0, latencyMs - ctx.providerMs - ctx.waitedMs),
     cost: cost + ctx.otherCost,
-    usage
+    usage,
+    ...(ctx.engine.degraded() ? { storeFailed: true } : undefined)
   }
 }
 

@@ -34,12 +34,15 @@ import * as Driver from "./driver.js"
 import type { Engine } from "./engine.js"
 import { meter, type RequestContext, routeInfo, start } from "./request.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
-import { storeOf } from "./state.js"
+import { resilient } from "./resilient.js"
+import { makeMemory, storeOf } from "./state.js"
 import * as RoutedStream from "./stream.js"
 
 const validateTimeout = validateConfig(Schema.UndefinedOr(PositiveDuration), "timeout")
 const validateFlag = validateConfig(Schema.UndefinedOr(Schema.Boolean), "contentFilterIsError")
 const defaultTimeout = Duration.minutes(10)
+/** How often a store that failed is tried again. */
+const storeRetry = Duration.seconds(5)
 
 const errorTags = Object.keys(defaultClassification) as ReadonlyArray<ErrorTag>
 const oneOf = <const L extends ReadonlyArray<string>>(...literals: L) => Schema.Literal(...literals)
@@ -100,6 +103,8 @@ export const make = (config: Config) =>
     const fallback = yield* Fallback
     const costMeter = yield* CostMeter
     const state = yield* RouterState
+    // A store that fails is served from a local view meanwhile (resilient.ts).
+    const { degraded, store } = resilient(state, yield* makeMemory(), Duration.toMillis(storeRetry))
     const hedge = Option.getOrUndefined(yield* Effect.serviceOption(Hedge))
 
     // Policies built by this package keep their state in a store of their own choosing; over
@@ -139,19 +144,12 @@ export const make = (config: Config) =>
      * the next calls earn their 429s.
      */
     const reportRateLimit = (d: Deployment, info: RateLimitInfo): Effect.Effect<void> => {
-      const recorded = state.recordRateLimit(d, info)
+      const recorded = store.recordRateLimit(d, info)
       const resetMs = Math.max(
         info.remainingRequests === 0 ? info.resetRequestsMs ?? 0 : 0,
         info.remainingTokens === 0 ? info.resetTokensMs ?? 0 : 0
       )
-      if (resetMs <= 0) return recorded
-      return Effect.zipRight(
-        recorded,
-        Effect.clockWith((clock) => {
-          const now = clock.unsafeCurrentTimeMillis()
-          return cooldown.onRetryAfter(d, now + resetMs, now)
-        })
-      )
+      return resetMs <= 0 ? recorded : Effect.zipRight(recorded, Attempt.quietly(cooldown.onRetryAfter(d, resetMs)))
     }
 
     // Per deployment, by index: what its provider is called with (listening for rate-limit
@@ -159,10 +157,13 @@ export const make = (config: Config) =>
     // `target.timeout` itself.
     const targets: Array<Target> = []
     const raceTimeouts: Array<Duration.Duration | undefined> = []
+    const leaseTtlMs = new Map<string, number>()
     for (const d of deployments) {
       const timeout = d.timeout ?? configuredTimeout
       targets[d.index] = { ...d.target, timeout, reportRateLimit: (info) => reportRateLimit(d, info) }
       raceTimeouts[d.index] = d.provider.enforcesTimeout === true ? undefined : timeout ?? defaultTimeout
+      const ttl = Duration.toMillis(timeout ?? defaultTimeout) + Attempt.leaseMarginMs
+      leaseTtlMs.set(d.group, Math.max(leaseTtlMs.get(d.group) ?? 0, ttl))
     }
 
     const engine: Engine = {
@@ -172,8 +173,10 @@ export const make = (config: Config) =>
       byId,
       targets,
       raceTimeouts,
+      leaseTtlMs,
       table,
-      state,
+      state: store,
+      degraded,
       policies: { selector, retry, cooldown, fallback, meter: costMeter },
       hedge,
       maxWaitMs: retry.maxWait === undefined ? 60_000 : Duration.toMillis(retry.maxWait),

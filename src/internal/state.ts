@@ -4,13 +4,26 @@
  *
  * @internal
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { Deployment } from "../Deployment.js"
 import type { InvalidConfig } from "../Errors.js"
 import type { RateLimitInfo } from "../Provider.js"
-import type { CooldownRecord, DeploymentStats, LatencyQuantiles, MemoryOptions, Outcome, Service } from "../RouterState.js"
+import {
+  type CooldownRecord,
+  type DeploymentStats,
+  type LatencyQuantiles,
+  type Lease,
+  type MemoryOptions,
+  type Outcome,
+  type Reservation,
+  type Service,
+  Unreserved
+} from "../RouterState.js"
+import type { Candidate, NoFit } from "../Selector.js"
+import { infallible } from "./resilient.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
 import { LatencySketch } from "./sketch.js"
 import { BUCKETS, WindowCounter } from "./window.js"
@@ -24,7 +37,57 @@ const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0, reaso
  */
 export const storeOf = new WeakMap<object, Service>()
 
+/** A slot's live view as `DeploymentStats`: read at `now`, computed as read (no copy per reservation). */
+class View implements DeploymentStats {
+  now = 0
+  constructor(private readonly slot: Slot) {}
+  get inFlight() {
+    return this.slot.inFlight
+  }
+  get inFlightAgeMs() {
+    const slot = this.slot
+    return slot.inFlight === 0 ? 0 : Math.max(0, this.now - slot.startedSum / slot.inFlight)
+  }
+  get latencyMs() {
+    return this.slot.latencyMs
+  }
+  get firstTokenMs() {
+    return this.slot.firstTokenMs
+  }
+  get perTokenMs() {
+    return this.slot.perTokenMs
+  }
+  get latency() {
+    return this.slot.latency
+  }
+  get requests() {
+    return this.slot.requests.sum(this.now)
+  }
+  get tokens() {
+    return this.slot.tokens.sum(this.now)
+  }
+  get completed() {
+    return this.slot.completed.sum(this.now)
+  }
+  get failures() {
+    return this.slot.failures.sum(this.now)
+  }
+  get consecutiveFailures() {
+    return this.slot.consecutiveFailures
+  }
+  get cooldown() {
+    return this.slot.cooldown
+  }
+  get upstream() {
+    return this.slot.upstream
+  }
+}
+
 class Slot {
+  /** The leases held, by id, with their expiry (epoch ms). */
+  readonly leases = new Map<number, { readonly at: number; expiresAt: number }>()
+  /** The earliest expiry among `leases`: nothing to sweep before it. */
+  nextExpiry = Infinity
   inFlight = 0
   /** Sum of the start times of the calls in flight (their mean age without a list of them). */
   startedSum = 0
@@ -41,6 +104,9 @@ class Slot {
   readonly tokens: WindowCounter
   readonly completed: WindowCounter
   readonly failures: WindowCounter
+  readonly view: View
+  /** The deployment's candidate for selectors, made once. */
+  candidate: Candidate | undefined = undefined
   constructor(bucketMs: number, windowMs: number) {
     this.calls = new LatencySketch({ windowMs })
     this.streams = new LatencySketch({ windowMs })
@@ -49,6 +115,22 @@ class Slot {
     this.tokens = new WindowCounter(bucketMs)
     this.completed = new WindowCounter(bucketMs)
     this.failures = new WindowCounter(bucketMs)
+    this.view = new View(this)
+  }
+  /** Drops the leases that expired by `now` (their holders are gone or late). */
+  sweep(now: number): void {
+    if (now < this.nextExpiry) return
+    let next = Infinity
+    for (const [id, lease] of this.leases) {
+      if (lease.expiresAt <= now) this.drop(id, lease.at)
+      else if (lease.expiresAt < next) next = lease.expiresAt
+    }
+    this.nextExpiry = next
+  }
+  drop(id: number, at: number): void {
+    if (!this.leases.delete(id)) return
+    this.inFlight--
+    this.startedSum = this.inFlight === 0 ? 0 : this.startedSum - at
   }
 }
 
@@ -88,6 +170,7 @@ const sample = (slot: Slot, now: number, outcome: Outcome, alpha: number): void 
   }
 }
 
+
 export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, InvalidConfig> =>
   Effect.map(validate(input), (options) => {
     const windowMs = Duration.toMillis(options.window ?? Duration.minutes(1))
@@ -96,6 +179,8 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
     // Keyed by deployment id, so one store can serve several routers over the same deployments.
     const slots = new Map<string, Slot>()
     const spend = new Map<string, number>()
+    const policyState = new Map<string, unknown>()
+    let nextLease = 0
     const slotOf = (deployment: Deployment): Slot => {
       let slot = slots.get(deployment.id)
       if (slot === undefined) {
@@ -104,69 +189,142 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       }
       return slot
     }
-    const statsOf = (slot: Slot, now: number): DeploymentStats => ({
-      inFlight: slot.inFlight,
-      inFlightAgeMs: slot.inFlight === 0 ? 0 : Math.max(0, now - slot.startedSum / slot.inFlight),
-      latencyMs: slot.latencyMs,
-      firstTokenMs: slot.firstTokenMs,
-      perTokenMs: slot.perTokenMs,
-      latency: slot.latency,
-      requests: slot.requests.sum(now),
-      tokens: slot.tokens.sum(now),
-      completed: slot.completed.sum(now),
-      failures: slot.failures.sum(now),
-      consecutiveFailures: slot.consecutiveFailures,
-      cooldown: slot.cooldown,
-      upstream: slot.upstream
+    /** The slot, its expired leases swept, its view read at `now`. */
+    const liveSlot = (deployment: Deployment, now: number): Slot => {
+      const slot = slotOf(deployment)
+      slot.sweep(now)
+      slot.view.now = now
+      return slot
+    }
+    const copyOf = (view: View): DeploymentStats => ({
+      inFlight: view.inFlight,
+      inFlightAgeMs: view.inFlightAgeMs,
+      latencyMs: view.latencyMs,
+      firstTokenMs: view.firstTokenMs,
+      perTokenMs: view.perTokenMs,
+      latency: view.latency,
+      requests: view.requests,
+      tokens: view.tokens,
+      completed: view.completed,
+      failures: view.failures,
+      consecutiveFailures: view.consecutiveFailures,
+      cooldown: view.cooldown,
+      upstream: view.upstream
     })
+    const now = Clock.currentTimeMillis
+
+    /**
+     * The take at the end of a reservation, re-checked: a selector that suspended may have let
+     * another request take the last slot or the probe meanwhile.
+     */
+    const take = (reservation: Reservation, candidate: Candidate, at: number): Lease | "full" | "cooling" => {
+      const d = candidate.deployment
+      const slot = liveSlot(d, at)
+      if (d.maxConcurrent !== undefined && slot.inFlight >= d.maxConcurrent) return "full"
+      const circuit = reservation.claim(slot.cooldown, at)
+      if (circuit === undefined) return "cooling"
+      slot.cooldown = circuit
+      const id = ++nextLease
+      slot.leases.set(id, { at, expiresAt: at + reservation.ttlMs })
+      if (at + reservation.ttlMs < slot.nextExpiry) slot.nextExpiry = at + reservation.ttlMs
+      slot.inFlight++
+      slot.startedSum += at
+      slot.requests.add(at, 1)
+      return { id, deployment: d, at, stats: slot.view }
+    }
+
+    const reserve: Service["reserve"] = (reservation) =>
+      Effect.flatMap(now, (at) => {
+        const pool = reservation.deployments
+        const candidates: Array<Candidate> = []
+        let fallbacks: Array<Candidate> | undefined
+        let untaggedCount = 0
+        let excluded = 0
+        let cooling = 0
+        let full = 0
+        let firstBack = Infinity
+        for (let i = 0; i < pool.length; i++) {
+          const d = pool[i]
+          const slot = liveSlot(d, at)
+          const admission = reservation.admit(d, slot.view, at)
+          if (admission === "take" || admission === "fallback") {
+            const candidate = slot.candidate ??= { deployment: d, stats: slot.view }
+            if (admission === "take") candidates.push(candidate)
+            else (fallbacks ??= []).push(candidate)
+            continue
+          }
+          switch (admission.refused) {
+            case "untagged":
+              untaggedCount++
+              break
+            case "excluded":
+              excluded++
+              break
+            case "full":
+              full++
+              break
+            case "cooling":
+              cooling++
+              if (admission.until !== undefined && admission.until < firstBack) firstBack = admission.until
+          }
+        }
+        const unreserved = () =>
+          new Unreserved({ untagged: untaggedCount, excluded, cooling, full, firstBack: firstBack === Infinity ? undefined : firstBack })
+        const from = (options: Array<Candidate>): Effect.Effect<Lease, Unreserved | NoFit> => {
+          if (options.length === 0) return Effect.fail(unreserved())
+          return Effect.flatMap(reservation.pick(options), (picked) => {
+            const taken = take(reservation, picked, at)
+            if (typeof taken !== "string") return Effect.succeed(taken)
+            if (taken === "full") full++
+            else cooling++
+            return from(options.filter((c) => c !== picked))
+          })
+        }
+        return from(candidates.length > 0 ? candidates : fallbacks ?? candidates)
+      })
 
     const service: Service = {
-      snapshot: (deployments, now) =>
-        Effect.sync(() => {
+      now,
+      snapshot: (deployments) =>
+        Effect.map(now, (at) => {
           const out = new Array<DeploymentStats>(deployments.length)
-          for (let i = 0; i < deployments.length; i++) out[i] = statsOf(slotOf(deployments[i]), now)
+          for (let i = 0; i < deployments.length; i++) out[i] = copyOf(liveSlot(deployments[i], at).view)
           return out
         }),
-      acquire: (deployment, now) =>
-        Effect.sync(() => {
-          const slot = slotOf(deployment)
-          if (deployment.maxConcurrent !== undefined && slot.inFlight >= deployment.maxConcurrent) return false
-          slot.inFlight++
-          slot.startedSum += now
-          slot.requests.add(now, 1)
-          return true
+      reserve,
+      renew: (lease, ttlMs) =>
+        Effect.map(now, (at) => {
+          const slot = slotOf(lease.deployment)
+          const held = slot.leases.get(lease.id)
+          if (held === undefined) return
+          held.expiresAt = at + ttlMs
+          if (held.expiresAt < slot.nextExpiry) slot.nextExpiry = held.expiresAt
         }),
-      release: (deployment, startedAt) =>
-        Effect.sync(() => {
-          const slot = slotOf(deployment)
-          if (slot.inFlight > 0) {
-            slot.inFlight--
-            slot.startedSum = slot.inFlight === 0 ? 0 : slot.startedSum - startedAt
-          }
-        }),
-      recordOutcome: (deployment, now, outcome: Outcome) =>
-        Effect.sync(() => {
-          const slot = slotOf(deployment)
-          if (outcome.tokens > 0) slot.tokens.add(now, outcome.tokens)
+      complete: (lease, outcome) =>
+        Effect.map(now, (at) => {
+          const slot = slotOf(lease.deployment)
+          slot.drop(lease.id, lease.at)
+          if (outcome === undefined) return
+          if (outcome.tokens > 0) slot.tokens.add(at, outcome.tokens)
           if (outcome.result === "ignored") return
-          slot.completed.add(now, 1)
+          slot.completed.add(at, 1)
           if (outcome.result === "success") {
             slot.consecutiveFailures = 0
           } else {
-            slot.failures.add(now, 1)
+            slot.failures.add(at, 1)
             slot.consecutiveFailures++
           }
-          sample(slot, now, outcome, alpha)
+          sample(slot, at, outcome, alpha)
         }),
       recordRateLimit: (deployment, info) =>
         Effect.sync(() => {
           slotOf(deployment).upstream = info
         }),
-      modifyCooldown: (deployments, index, now, f) =>
-        Effect.sync(() => {
+      modifyCooldown: (deployments, index, f) =>
+        Effect.map(now, (at) => {
           const stats = new Array<DeploymentStats>(deployments.length)
-          for (let i = 0; i < deployments.length; i++) stats[i] = statsOf(slotOf(deployments[i]), now)
-          const [result, change] = f(stats)
+          for (let i = 0; i < deployments.length; i++) stats[i] = liveSlot(deployments[i], at).view
+          const [result, change] = f(stats, at)
           if (change !== undefined) {
             const slot = slotOf(deployments[index])
             slot.cooldown = change.record
@@ -178,11 +336,18 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
           }
           return result
         }),
+      modify: <S, A>(key: string, initial: S, f: (state: S, now: number) => readonly [A, S]) =>
+        Effect.map(now, (at) => {
+          const [result, next] = f((policyState.has(key) ? policyState.get(key) : initial) as S, at)
+          policyState.set(key, next)
+          return result
+        }),
       addSpend: (keys, amount) =>
         Effect.sync(() => {
           for (const key of keys) spend.set(key, (spend.get(key) ?? 0) + amount)
         }),
       spend: (key) => Effect.sync(() => spend.get(key) ?? 0)
     }
+    infallible.add(service)
     return service
   })

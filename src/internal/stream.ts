@@ -26,6 +26,7 @@ import type { Deployment } from "../Deployment.js"
 import { ContentPolicy, type ProviderError, type RouterError } from "../Errors.js"
 import type { ChatChunk, ChatRequest, Usage } from "../Provider.js"
 import type { RoutedChunk } from "../Router.js"
+import type { Lease } from "../RouterState.js"
 import { choose, settle, targetOf, withTimeout } from "./attempt.js"
 import * as Driver from "./driver.js"
 import { finalError, meter, nowMs, type RequestContext, routeInfo } from "./request.js"
@@ -33,8 +34,10 @@ import { finalError, meter, nowMs, type RequestContext, routeInfo } from "./requ
 /** An attempt's open stream, from its deployment's pick until the routed stream's release. */
 interface OpenStream {
   readonly deployment: Deployment
-  /** When its slot was taken (what the store's `release` is given back). */
-  readonly at: number
+  /** Its slot on the deployment (renewed as the stream goes). */
+  readonly lease: Lease
+  /** When the lease was last renewed (clock ms). */
+  renewedAt: number
   /** From its start until its first content, once that came. */
   firstContentMs: number | undefined
   /** The deployment's circuit was closed when it was picked. */
@@ -81,15 +84,17 @@ const filtered = (chunks: ReadonlyArray<ChatChunk>): boolean =>
 const closeAttempt = (ctx: RequestContext, open: OpenStream, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
   Effect.zipRight(
     Scope.close(open.scope, exit),
-    Effect.suspend(() =>
-      Effect.zipRight(
-        ctx.engine.state.release(open.deployment, open.at),
-        open.settled
-          ? Effect.void
-          : settle(ctx, open.deployment, open.startedMs, open.circuitClosed, Exit.interrupt(FiberId.none), "stream", undefined, open.firstContentMs)
-      )
-    )
+    Effect.suspend(() => {
+      if (open.settled) return Effect.void
+      open.settled = true
+      return settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.interrupt(FiberId.none), "stream", undefined, open.firstContentMs)
+    })
   )
+
+/** A stream holds its slot for as long as it runs: its lease is renewed for this long... */
+const streamLeaseMs = 5 * 60_000
+/** ...whenever a chunk comes this long after the last renewal. */
+const renewEveryMs = 60_000
 
 /** Reads `pull` up to its first chunk with content (or its end), holding what came before. */
 const untilContent = (
@@ -118,14 +123,15 @@ const openAttempt = (
   current: Current
 ): Effect.Effect<OpenStream, RouterError> =>
   Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(choose(ctx, group, { kind: "stream", group, request, attempt: ctx.groupAttempts }, restore), ({ at, candidate }) =>
+    Effect.flatMap(choose(ctx, group, { kind: "stream", group, request, attempt: ctx.groupAttempts }, restore), (lease) =>
       Effect.flatMap(Scope.make(), (scope) => {
-        const d = candidate.deployment
+        const d = lease.deployment
         const open: OpenStream = {
           deployment: d,
-          at,
+          lease,
+          renewedAt: ctx.clock.unsafeCurrentTimeMillis(),
           firstContentMs: undefined,
-          circuitClosed: candidate.stats.cooldown.status === "closed",
+          circuitClosed: lease.stats.cooldown.status === "closed",
           first: [],
           pull: Effect.fail(Option.none()),
           startedMs: nowMs(ctx.clock),
@@ -162,7 +168,7 @@ const openAttempt = (
           current.open.delete(open)
           return Effect.zipRight(
             Effect.zipRight(
-              settle(ctx, d, open.startedMs, open.circuitClosed, Exit.failCause(cause), "stream", undefined, open.firstContentMs),
+              settle(ctx, lease, open.startedMs, open.circuitClosed, Exit.failCause(cause), "stream", undefined, open.firstContentMs),
               closeAttempt(ctx, open, Exit.void)
             ),
             Effect.failCause(cause)
@@ -245,7 +251,7 @@ const forward = (ctx: RequestContext, open: OpenStream) => {
     done = true
     return Effect.map(
       Effect.zipRight(
-        settle(ctx, d, open.startedMs, open.circuitClosed, Exit.void, "stream", usage, open.firstContentMs),
+        settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.void, "stream", usage, open.firstContentMs),
         meter(ctx, d, usage)
       ),
       (cost) => {
@@ -270,7 +276,7 @@ const forward = (ctx: RequestContext, open: OpenStream) => {
     Effect.suspend(() => {
       open.settled = true
       return Effect.map(
-        settle(ctx, d, open.startedMs, open.circuitClosed, Exit.fail(error), "stream", undefined, open.firstContentMs),
+        settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.fail(error), "stream", undefined, open.firstContentMs),
         () => finalError(ctx, error)
       )
     })
@@ -290,6 +296,11 @@ const forward = (ctx: RequestContext, open: OpenStream) => {
     return Effect.matchCauseEffect(open.pull, {
       onSuccess: (chunks) => {
         const out = pass(chunks)
+        const now = ctx.clock.unsafeCurrentTimeMillis()
+        if (now - open.renewedAt >= renewEveryMs) {
+          open.renewedAt = now
+          return Effect.zipRight(ctx.engine.state.renew(open.lease, streamLeaseMs), out === undefined ? pull : Effect.succeed(out))
+        }
         return out === undefined ? pull : Effect.succeed(out)
       },
       onFailure: (cause) => {

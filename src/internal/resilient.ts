@@ -1,0 +1,91 @@
+/**
+ * The router's policy for a failing store: keep serving from a local view. A store that fails an
+ * operation (`StoreError`) is set aside: the operation, and every one after it, goes to a local
+ * in-memory store, and a warning is logged; every `retryMs` an operation tries the shared store
+ * again, and the first that succeeds switches back (an info is logged: the shared view is used
+ * again, so state written locally meanwhile is not carried over). A lease is completed and
+ * renewed by the store that issued it; one the shared store issued and can no longer be reached
+ * for simply expires there. The in-memory store never fails and is used as it is.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type { Deployment } from "../Deployment.js"
+import type { Lease, Service, StoreError } from "../RouterState.js"
+import type { Store } from "./engine.js"
+
+/** Stores known never to fail (the in-memory one). */
+export const infallible = new WeakSet<object>()
+
+/** @internal */
+export interface Resilient {
+  readonly store: Store
+  readonly degraded: () => boolean
+}
+
+const never = (): boolean => false
+
+/**
+ * The store as the engine uses it: as it is when it never fails, else with the local fallback.
+ *
+ * @internal
+ */
+export const resilient = (primary: Service, local: Service, retryMs: number): Resilient => {
+  if (infallible.has(primary)) return { store: primary as unknown as Store, degraded: never }
+  const localLeases = new WeakSet<Lease>()
+  let degraded = false
+  let retryAt = 0
+
+  const fallBack = (error: StoreError) =>
+    Effect.flatMap(local.now, (now) => {
+      retryAt = now + retryMs
+      if (degraded) return Effect.void
+      degraded = true
+      return Effect.logWarning(`router store failed (${error.operation}: ${error.message}); serving from the local view`)
+    })
+
+  /** Runs `op` on the shared store (when it is not set aside), else, or when it fails, locally. */
+  const route = <A, E>(
+    shared: () => Effect.Effect<A, E | StoreError>,
+    fallback: () => Effect.Effect<A, E>
+  ): Effect.Effect<A, Exclude<E, StoreError>> =>
+    Effect.flatMap(local.now, (now) => {
+      if (degraded && now < retryAt) return fallback()
+      const tried = Effect.catchIf(
+        shared(),
+        (e): e is StoreError => typeof e === "object" && e !== null && (e as { _tag?: unknown })._tag === "StoreError",
+        (error) => Effect.zipRight(fallBack(error), fallback())
+      )
+      if (!degraded) return tried
+      return Effect.tap(tried, () => {
+        if (!degraded) return Effect.void
+        degraded = false
+        return Effect.logInfo("router store is back: using the shared view again")
+      })
+    }) as Effect.Effect<A, Exclude<E, StoreError>>
+
+  const byIssuer = <A>(lease: Lease, shared: () => Effect.Effect<A, StoreError>, onLocal: () => Effect.Effect<A, StoreError>, lost: A) =>
+    localLeases.has(lease)
+      ? (onLocal() as Effect.Effect<A>)
+      : Effect.catchTag(shared(), "StoreError", () => Effect.succeed(lost))
+
+  const store: Store = {
+    now: route(() => primary.now, () => local.now),
+    snapshot: (deployments: ReadonlyArray<Deployment>) => route(() => primary.snapshot(deployments), () => local.snapshot(deployments)),
+    reserve: (reservation) =>
+      route(
+        () => primary.reserve(reservation),
+        () => Effect.tap(local.reserve(reservation), (lease) => Effect.sync(() => localLeases.add(lease)))
+      ),
+    renew: (lease, ttlMs) => byIssuer(lease, () => primary.renew(lease, ttlMs), () => local.renew(lease, ttlMs), undefined),
+    complete: (lease, outcome) => byIssuer(lease, () => primary.complete(lease, outcome), () => local.complete(lease, outcome), undefined),
+    recordRateLimit: (deployment, info) =>
+      route(() => primary.recordRateLimit(deployment, info), () => local.recordRateLimit(deployment, info)),
+    modifyCooldown: (deployments, index, f) =>
+      route(() => primary.modifyCooldown(deployments, index, f), () => local.modifyCooldown(deployments, index, f)),
+    modify: (key, initial, f) => route(() => primary.modify(key, initial, f), () => local.modify(key, initial, f)),
+    addSpend: (keys, amount) => route(() => primary.addSpend(keys, amount), () => local.addSpend(keys, amount)),
+    spend: (key) => route(() => primary.spend(key), () => local.spend(key))
+  }
+  return { store, degraded: () => degraded }
+}
