@@ -200,12 +200,14 @@ export interface Lease {
 
 /**
  * Why a reservation took nothing: how many deployments were refused for each reason, and when
- * the first cooling one returns (epoch ms).
+ * the first cooling one returns (epoch ms). A plain value, not an `Error`: it is the store's
+ * answer to the router, which turns it into `NoDeploymentAvailable` (a stack trace here would
+ * cost more than the whole routed call).
  *
  * @category Errors
  * @since 0.1.0
  */
-export class Unreserved extends Data.TaggedError("Unreserved")<{
+export class Unreserved extends Data.TaggedClass("Unreserved")<{
   readonly untagged: number
   readonly excluded: number
   readonly cooling: number

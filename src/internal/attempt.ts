@@ -19,8 +19,26 @@ import type { SelectionRequest } from "../Selector.js"
 import { hasTags } from "./engine.js"
 import { meter, nowMs, type RequestContext } from "./request.js"
 
+/**
+ * Builds an error without capturing a stack trace: the router's own errors carry their facts,
+ * and a stack that only points into the fiber runtime costs more (about 8 µs) than a routed
+ * call that falls back.
+ */
+const withoutStack = <A>(build: () => A): A => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return build()
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
+
 /** Why nothing of the group could take the request, as the typed error. */
-const unavailable = (group: string, size: number, counts: Unreserved, ctx: RequestContext) => {
+const unavailable = (group: string, size: number, counts: Unreserved, ctx: RequestContext) =>
+  withoutStack(() => unavailableError(group, size, counts, ctx))
+
+const unavailableError = (group: string, size: number, counts: Unreserved, ctx: RequestContext) => {
   if (counts.untagged === size) {
     return new NoDeploymentAvailable({
       group,
@@ -126,7 +144,9 @@ export const choose = (
   return Effect.catchTags(ctx.engine.state.reserve(reservation), {
     Unreserved: (counts) => Effect.fail(unavailable(group, pool.length, counts, ctx)),
     NoFit: (noFit) =>
-      Effect.fail(new NoDeploymentAvailable({ group, reason: "none_fits", message: `no deployment of "${group}" fits: ${noFit.message}` }))
+      Effect.fail(withoutStack(() =>
+        new NoDeploymentAvailable({ group, reason: "none_fits", message: `no deployment of "${group}" fits: ${noFit.message}` })
+      ))
   })
 }
 
