@@ -14,6 +14,7 @@
 import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -23,12 +24,13 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Deployment } from "../Deployment.js"
-import { ContentPolicy, type ProviderError, type RouterError } from "../Errors.js"
+import { ContentPolicy, type ProviderError, type RouterError, Timeout } from "../Errors.js"
 import type { ChatChunk, ChatRequest, Usage } from "../Provider.js"
 import type { RoutedChunk } from "../Router.js"
 import type { Lease } from "../RouterState.js"
 import { choose, settle, targetOf, withTimeout } from "./attempt.js"
 import * as Driver from "./driver.js"
+import * as Plan from "./plan.js"
 import { finalError, meter, nowMs, type RequestContext, routeInfo } from "./request.js"
 
 /** An attempt's open stream, from its deployment's pick until the routed stream's release. */
@@ -47,10 +49,12 @@ interface OpenStream {
   /** The provider stream's next chunks (`Option.none()` at its end). */
   pull: Effect.Effect<Chunk.Chunk<ChatChunk>, Option.Option<ProviderError>>
   readonly startedMs: number
-  /** Holds the provider's stream. */
-  readonly scope: Scope.CloseableScope
+  /** Holds the provider's stream when it is read by pulls (concurrent attempts). */
+  readonly scope: Scope.CloseableScope | undefined
   /** Set once the attempt's outcome is recorded, so closing it does not record it again. */
   settled: boolean
+  /** Its first content came: from now on a failure ends the stream. */
+  committed: boolean
 }
 
 /**
@@ -82,14 +86,15 @@ const filtered = (chunks: ReadonlyArray<ChatChunk>): boolean =>
  * consumer left, or an interrupt) counts as cancelled.
  */
 const closeAttempt = (ctx: RequestContext, open: OpenStream, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
-  Effect.zipRight(
-    Scope.close(open.scope, exit),
-    Effect.suspend(() => {
-      if (open.settled) return Effect.void
-      open.settled = true
-      return settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.interrupt(FiberId.none), "stream", undefined, open.firstContentMs)
-    })
-  )
+  Effect.zipRight(open.scope === undefined ? Effect.void : Scope.close(open.scope, exit), cancelUnsettled(ctx, open))
+
+/** An attempt never settled (the consumer left, an interrupt, a hedge that lost): cancelled. */
+const cancelUnsettled = (ctx: RequestContext, open: OpenStream): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (open.settled) return Effect.void
+    open.settled = true
+    return settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.interrupt(FiberId.none), "stream", undefined, open.firstContentMs)
+  })
 
 /** A stream holds its slot for as long as it runs: its lease is renewed for this long... */
 const streamLeaseMs = 5 * 60_000
@@ -136,7 +141,8 @@ const openAttempt = (
           pull: Effect.fail(Option.none()),
           startedMs: nowMs(ctx.clock),
           scope,
-          settled: false
+          settled: false,
+          committed: false
         }
         // From here, whatever ends the stream (its end, an error, the consumer leaving, an
         // interrupt) releases the slot.
@@ -181,23 +187,29 @@ const openAttempt = (
 /**
  * The routed stream of a request, started (`start`) on the fiber that runs the stream.
  *
+ * Without concurrent attempts (no hedging, no race) and without a deadline, each attempt's
+ * provider stream is piped straight through a gate channel (`gated`): no second executor per
+ * stream. With them, attempts are opened by the driver as Effects that pull up to their first
+ * content (several can run at once), and the winner's chunks are forwarded from its pull.
+ *
  * @internal
  */
 export const routed = (
   start: (fiber: Fiber.RuntimeFiber<unknown, unknown>) => Either.Either<RequestContext, RouterError>,
   request: ChatRequest
 ): Stream.Stream<RoutedChunk, RouterError> =>
-  // A channel whose release closes the attempt it is on, rather than
-  // `Stream.unwrapScopedWith` with a child scope per attempt and a repeated pull: less than
-  // half the Effect ops added per routed stream (bench/overhead.ts).
+  // A channel whose release closes the attempts still open, rather than
+  // `Stream.unwrapScopedWith` with a child scope per attempt: fewer Effect ops per routed
+  // stream (bench/overhead.ts).
   Stream.fromChannel(Channel.acquireUseRelease(
     Effect.sync((): Current => ({ ctx: undefined, open: new Set() })),
     (current) =>
-      Channel.unwrap(Effect.withFiberRuntime<Channel.Channel<Chunk.Chunk<RoutedChunk>, unknown, RouterError, unknown, void, unknown>, RouterError>((fiber) => {
+      Channel.unwrap(Effect.withFiberRuntime<Channel.Channel<Chunk.Chunk<RoutedChunk>, unknown, RouterError, unknown, unknown, unknown>, RouterError>((fiber) => {
         const started = start(fiber)
         if (Either.isLeft(started)) return Effect.fail(started.left)
         const ctx = started.right
         current.ctx = ctx
+        if (!ctx.concurrent && ctx.options?.deadline === undefined) return Effect.succeed(gated(ctx, request, current))
         return Effect.map(Driver.run(
           ctx,
           "stream",
@@ -207,7 +219,7 @@ export const routed = (
             current.open.delete(loser)
             return closeAttempt(ctx, loser, Exit.void)
           })
-        ), (open) => forward(ctx, open))
+        ), (open) => pullChannel(forward(ctx, open)))
       })),
     (current, exit) => {
       const ctx = current.ctx
@@ -216,71 +228,94 @@ export const routed = (
     }
   ))
 
-/** A committed attempt's chunks, as they come, the route riding on the last. */
-const forward = (ctx: RequestContext, open: OpenStream) => {
+/**
+ * What a committed attempt hands on: its chunks as they come, except one that may be the last
+ * (it has a finish reason or usage), held until the next so that the route can ride on it; at
+ * the end the attempt is settled and metered and the route put on the last chunk.
+ */
+interface Relay {
+  /** The chunks to emit now, `undefined` when none. */
+  readonly pass: (chunks: Iterable<ChatChunk>) => Chunk.Chunk<RoutedChunk> | undefined
+  /** The lease renewed, when it is due (streams hold their slot as long as they run). */
+  readonly renewal: () => Effect.Effect<void> | undefined
+  /** The stream ended: the last chunk, with the route (an empty-choices one when none is held). */
+  readonly finish: Effect.Effect<Chunk.Chunk<RoutedChunk>>
+  /** The stream failed after its first content: the held chunk (delivered before it), and the error. */
+  readonly fail: (error: ProviderError) => Effect.Effect<{ readonly last: RoutedChunk | undefined; readonly error: RouterError }>
+}
+
+const relayOf = (ctx: RequestContext, open: OpenStream): Relay => {
   const d = open.deployment
-  // Chunks are forwarded as they arrive, except one that may be the last (it has a finish
-  // reason or usage): it is held until the next one, so that the route can ride on it.
   let held: RoutedChunk | undefined
   let lastSeen: RoutedChunk | undefined
-  let first: ReadonlyArray<ChatChunk> | undefined = open.first
   let usage: Usage | undefined
-  let pendingError: RouterError | undefined
-  let done = false
-
-  const pass = (chunks: Iterable<ChatChunk>): Chunk.Chunk<RoutedChunk> | undefined => {
-    const out: Array<RoutedChunk> = []
-    if (held !== undefined) out.push(held)
-    held = undefined
-    for (const chunk of chunks) {
-      if (chunk.usage != null) usage = chunk.usage
-      out.push(chunk)
-    }
-    const last = out[out.length - 1]
-    if (last !== undefined) {
-      lastSeen = last
-      if (last.usage != null || last.choices.some((c) => c.finish_reason !== null)) held = out.pop()
-    }
-    return out.length === 0 ? undefined : Chunk.unsafeFromArray(out)
-  }
-
-  // The stream ended: settle the attempt, meter it, and put the route on the last chunk
-  // (an empty-choices chunk when the upstream's last one was already forwarded).
-  const finish = Effect.suspend(() => {
-    open.settled = true
-    done = true
-    return Effect.map(
-      Effect.zipRight(
-        settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.void, "stream", usage, open.firstContentMs),
-        meter(ctx, d, usage)
-      ),
-      (cost) => {
-        const route = routeInfo(ctx, d, usage, cost)
-        const last: RoutedChunk = held !== undefined
-          ? { ...held, route }
-          : {
-            id: lastSeen?.id ?? "",
-            object: "chat.completion.chunk",
-            created: lastSeen?.created ?? 0,
-            model: lastSeen?.model ?? d.model,
-            choices: [],
-            route
-          }
-        held = undefined
-        return Chunk.of(last)
+  return {
+    pass: (chunks) => {
+      const out: Array<RoutedChunk> = []
+      if (held !== undefined) out.push(held)
+      held = undefined
+      for (const chunk of chunks) {
+        if (chunk.usage != null) usage = chunk.usage
+        out.push(chunk)
       }
-    )
-  })
-
-  const fail = (error: ProviderError) =>
-    Effect.suspend(() => {
+      const last = out[out.length - 1]
+      if (last !== undefined) {
+        lastSeen = last
+        if (last.usage != null || last.choices.some((c) => c.finish_reason !== null)) held = out.pop()
+      }
+      return out.length === 0 ? undefined : Chunk.unsafeFromArray(out)
+    },
+    renewal: () => {
+      const now = ctx.clock.unsafeCurrentTimeMillis()
+      if (now - open.renewedAt < renewEveryMs) return undefined
+      open.renewedAt = now
+      return ctx.engine.state.renew(open.lease, streamLeaseMs)
+    },
+    finish: Effect.suspend(() => {
       open.settled = true
       return Effect.map(
-        settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.fail(error), "stream", undefined, open.firstContentMs),
-        () => finalError(ctx, error)
+        Effect.zipRight(
+          settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.void, "stream", usage, open.firstContentMs),
+          meter(ctx, d, usage)
+        ),
+        (cost) => {
+          const route = routeInfo(ctx, d, usage, cost)
+          const last: RoutedChunk = held !== undefined
+            ? { ...held, route }
+            : {
+              id: lastSeen?.id ?? "",
+              object: "chat.completion.chunk",
+              created: lastSeen?.created ?? 0,
+              model: lastSeen?.model ?? d.model,
+              choices: [],
+              route
+            }
+          held = undefined
+          return Chunk.of(last)
+        }
       )
-    })
+    }),
+    fail: (error) =>
+      Effect.suspend(() => {
+        open.settled = true
+        return Effect.map(
+          settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.fail(error), "stream", undefined, open.firstContentMs),
+          () => {
+            const last = held
+            held = undefined
+            return { last, error: finalError(ctx, error) }
+          }
+        )
+      })
+  }
+}
 
+/** A committed attempt's chunks from its pull (the path with concurrent attempts). */
+const forward = (ctx: RequestContext, open: OpenStream): Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<RouterError>> => {
+  const relay = relayOf(ctx, open)
+  let first: ReadonlyArray<ChatChunk> | undefined = open.first
+  let pendingError: RouterError | undefined
+  let done = false
   const pull: Effect.Effect<Chunk.Chunk<RoutedChunk>, Option.Option<RouterError>> = Effect.suspend(() => {
     if (pendingError !== undefined) {
       const error = pendingError
@@ -289,37 +324,32 @@ const forward = (ctx: RequestContext, open: OpenStream) => {
     }
     if (done) return Effect.fail(Option.none())
     if (first !== undefined) {
-      const out = pass(first)
+      const out = relay.pass(first)
       first = undefined
       if (out !== undefined) return Effect.succeed(out)
     }
     return Effect.matchCauseEffect(open.pull, {
       onSuccess: (chunks) => {
-        const out = pass(chunks)
-        const now = ctx.clock.unsafeCurrentTimeMillis()
-        if (now - open.renewedAt >= renewEveryMs) {
-          open.renewedAt = now
-          return Effect.zipRight(ctx.engine.state.renew(open.lease, streamLeaseMs), out === undefined ? pull : Effect.succeed(out))
-        }
-        return out === undefined ? pull : Effect.succeed(out)
+        const out = relay.pass(chunks)
+        const next = out === undefined ? pull : Effect.succeed(out)
+        const renewal = relay.renewal()
+        return renewal === undefined ? next : Effect.zipRight(renewal, next)
       },
       onFailure: (cause) => {
         const failure = Cause.failureOption(cause)
         if (Option.isNone(failure)) return Effect.failCause(cause as Cause.Cause<never>)
-        if (Option.isNone(failure.value)) return finish
         done = true
+        if (Option.isNone(failure.value)) return relay.finish
         // A chunk held back is still delivered before the error.
-        return Effect.flatMap(fail(failure.value.value), (error) => {
-          if (held === undefined) return Effect.fail(Option.some(error))
+        return Effect.flatMap(relay.fail(failure.value.value), ({ error, last }) => {
+          if (last === undefined) return Effect.fail(Option.some(error))
           pendingError = error
-          const last = held
-          held = undefined
           return Effect.succeed(Chunk.of(last))
         })
       }
     })
   })
-  return pullChannel(pull)
+  return pull
 }
 
 /** The chunks of a pull (`Option.none()` ends it), as a channel. */
@@ -332,4 +362,148 @@ const pullChannel = <A, E>(
     (chunk) => chunk === undefined ? Channel.void : Channel.zipRight(Channel.write(chunk), loop)
   )
   return loop
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gated path: an attempt's provider stream piped through a gate, no second executor
+// ---------------------------------------------------------------------------------------------
+
+/** An attempt that failed before its first content: the plan decides what comes next. */
+class BeforeContent {
+  readonly _tag = "BeforeContent"
+  constructor(readonly error: RouterError) {}
+}
+
+type Out = Chunk.Chunk<RoutedChunk>
+type GateChannel = Channel.Channel<Out, Chunk.Chunk<ChatChunk>, BeforeContent | RouterError, ProviderError, unknown, unknown>
+type AttemptChannel = Channel.Channel<Out, unknown, BeforeContent | RouterError, unknown, unknown, unknown>
+
+const timeoutOf = (d: Deployment) => (duration: Duration.Duration) =>
+  new Timeout({ provider: d.provider.name, deploymentId: d.id, message: `no data from ${d.id} within ${Duration.format(duration)}` })
+
+/**
+ * The provider's stream of an attempt; for a provider that does not enforce its timeout, the
+ * router does: no chunk within the timeout (the first or any later one) fails it.
+ */
+const upstreamOf = (ctx: RequestContext, d: Deployment, request: ChatRequest): Stream.Stream<ChatChunk, ProviderError> => {
+  const stream = d.provider.stream({ ...request, model: d.model }, targetOf(ctx, d))
+  if (d.provider.enforcesTimeout === true) return stream
+  const duration = ctx.options?.timeout ?? ctx.engine.raceTimeouts[d.index]
+  if (duration === undefined) return stream
+  const onTimeout = timeoutOf(d)
+  return Stream.timeoutFail(stream, () => onTimeout(duration), duration)
+}
+
+/**
+ * The gate of an attempt: holds the chunks until the first with content; a failure before it
+ * is the attempt's (`BeforeContent`: the plan retries or falls back), one after it ends the
+ * stream; passes the chunks on through the attempt's relay.
+ */
+const gate = (ctx: RequestContext, open: OpenStream): GateChannel => {
+  const relay = relayOf(ctx, open)
+  const before: Array<ChatChunk> = []
+  const emit = (out: Out | undefined, next: GateChannel): GateChannel => (out === undefined ? next : Channel.zipRight(Channel.write(out), next))
+  const finished: GateChannel = Channel.flatMap(Channel.fromEffect(relay.finish), (last) => Channel.write(last))
+  const failedBefore = (cause: Cause.Cause<ProviderError>): GateChannel =>
+    Channel.fromEffect(Effect.suspend(() => {
+      open.settled = true
+      return Effect.zipRight(
+        settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.failCause(cause), "stream", undefined, open.firstContentMs),
+        Effect.fail(new BeforeContent(Cause.failureOption(cause).pipe(Option.getOrThrow)))
+      )
+    }))
+  const commit = (): GateChannel => {
+    open.committed = true
+    open.firstContentMs = nowMs(ctx.clock) - open.startedMs
+    if (ctx.contentFilterIsError && filtered(before)) {
+      const d = open.deployment
+      return failedBefore(Cause.fail(new ContentPolicy({ provider: d.provider.name, deploymentId: d.id, message: `${d.id} finished with content_filter` })))
+    }
+    return emit(relay.pass(before), loop)
+  }
+  const loop: GateChannel = Channel.readWithCause({
+    onInput: (chunks: Chunk.Chunk<ChatChunk>): GateChannel => {
+      if (open.committed) {
+        const next = emit(relay.pass(chunks), loop)
+        const renewal = relay.renewal()
+        return renewal === undefined ? next : Channel.zipRight(Channel.fromEffect(renewal), next)
+      }
+      let content = false
+      for (const chunk of chunks) {
+        before.push(chunk)
+        if (hasContent(chunk)) content = true
+      }
+      return content ? commit() : loop
+    },
+    onFailure: (cause: Cause.Cause<ProviderError>): GateChannel => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isNone(failure)) return Channel.failCause(cause)
+      if (!open.committed) return failedBefore(cause)
+      // A chunk held back is still delivered before the error.
+      return Channel.unwrap(Effect.map(relay.fail(failure.value), ({ error, last }) =>
+        last === undefined ? Channel.fail(error) : Channel.zipRight(Channel.write(Chunk.of(last)), Channel.fail(error))))
+    },
+    onDone: (): GateChannel => {
+      if (open.committed) return finished
+      // ended before any content: what came is the whole stream
+      open.committed = true
+      open.firstContentMs = nowMs(ctx.clock) - open.startedMs
+      return emit(relay.pass(before), finished)
+    }
+  })
+  return loop
+}
+
+/** One gated attempt in `group`: its deployment taken, its provider stream through the gate. */
+const gatedAttempt = (ctx: RequestContext, group: string, request: ChatRequest, current: Current): AttemptChannel =>
+  Channel.acquireUseRelease(
+    Effect.uninterruptibleMask((restore) =>
+      Effect.map(
+        Effect.mapError(choose(ctx, group, { kind: "stream", group, request, attempt: ctx.groupAttempts }, restore), (e) => new BeforeContent(e)),
+        (lease): OpenStream => {
+          const open: OpenStream = {
+            deployment: lease.deployment,
+            lease,
+            renewedAt: ctx.clock.unsafeCurrentTimeMillis(),
+            firstContentMs: undefined,
+            circuitClosed: lease.stats.cooldown.status === "closed",
+            first: [],
+            pull: Effect.fail(Option.none()),
+            startedMs: nowMs(ctx.clock),
+            scope: undefined,
+            settled: false,
+            committed: false
+          }
+          current.open.add(open)
+          return open
+        }
+      )
+    ),
+    (open) => Channel.pipeTo(Stream.toChannel(upstreamOf(ctx, open.deployment, request)), gate(ctx, open)),
+    (open) =>
+      Effect.suspend(() => {
+        current.open.delete(open)
+        return cancelUnsettled(ctx, open)
+      })
+  )
+
+/** The routed stream's attempts, gated, as the plan says after each failure before content. */
+const gated = (ctx: RequestContext, request: ChatRequest, current: Current): Channel.Channel<Out, unknown, RouterError, unknown, unknown, unknown> => {
+  const attempt = (group: string) => gatedAttempt(ctx, group, request, current)
+  const follow = (plan: Plan.Plan, step: Plan.Step): Channel.Channel<Out, unknown, RouterError, unknown, unknown, unknown> => {
+    // errors after an attempt's first content come out of its gate as the request's already
+    if (step._tag === "Fail") return Channel.fail(finalError(ctx, step.error))
+    const tried = recover(plan, attempt(step.group))
+    if (step.waitMs <= 0) return tried
+    ctx.waitedMs += step.waitMs
+    return Channel.zipRight(Channel.fromEffect(Effect.sleep(Duration.millis(step.waitMs))), tried)
+  }
+  const recover = (plan: Plan.Plan, channel: AttemptChannel): Channel.Channel<Out, unknown, RouterError, unknown, unknown, unknown> =>
+    Channel.catchAll(channel, (e) =>
+      e instanceof BeforeContent ? Channel.unwrap(Effect.map(Plan.next(ctx, plan, e.error), (s) => follow(plan, s))) : Channel.fail(e))
+  return Channel.catchAll(attempt(ctx.requestedGroup), (e) => {
+    if (!(e instanceof BeforeContent)) return Channel.fail(e)
+    const plan = Plan.make(ctx)
+    return Channel.unwrap(Effect.map(Plan.next(ctx, plan, e.error), (s) => follow(plan, s)))
+  })
 }
