@@ -44,7 +44,7 @@ export interface RouteInfo {
   readonly requestedGroup: string
   /** The upstream model that answered. */
   readonly model: string
-  /** Every attempt, in the order they started, each with its outcome (won, failed, cancelled). */
+  /** Every attempt, in the order they ended, each with its outcome (won, failed, cancelled). */
   readonly attempts: ReadonlyArray<Attempt>
   /** From the call to the router until the response (or, for streams, the last chunk). */
   readonly latencyMs: number
