@@ -13,11 +13,12 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { Deployment } from "../Deployment.js"
 import { NoDeploymentAvailable, type ProviderError, Timeout } from "../Errors.js"
-import type { Admission, DeploymentStats, Lease, Reservation, StoreError, Unreserved } from "../RouterState.js"
+import type { Admission, DeploymentStats, Lease, StoreError, Unreserved } from "../RouterState.js"
 import type { Target, Usage } from "../Provider.js"
 import type { SelectionRequest } from "../Selector.js"
 import { hasTags } from "./engine.js"
 import { meter, nowMs, type RequestContext } from "./request.js"
+import { type FastReservation, takesAvailable } from "./state.js"
 
 /**
  * Builds an error without capturing a stack trace: the router's own errors carry their facts,
@@ -105,6 +106,19 @@ const admit = (ctx: RequestContext, d: Deployment, stats: DeploymentStats, now: 
 }
 
 /**
+ * Whether `admit` answers `"take"` for every deployment whose circuit the cooldown policy says
+ * is available and that is below its `maxConcurrent` (the store's `takesAvailable` promise):
+ * so it does when the request has no tags, no exclusions, no retry-after holds, no last failure
+ * and no attempt in flight, since nothing else can refuse a deployment or make it a fallback.
+ */
+const takesEveryAvailable = (ctx: RequestContext): boolean =>
+  ctx.tags.length === 0 &&
+  ctx.lastFailed === undefined &&
+  (ctx.excluded === undefined || ctx.excluded.size === 0) &&
+  (ctx.notBefore === undefined || ctx.notBefore.size === 0) &&
+  (ctx.inFlight === undefined || ctx.inFlight.size === 0)
+
+/**
  * How long an attempt's lease in `group` lasts: the longest call timeout there (or the
  * request's own) and a margin, so a call ends before its lease does (streams renew theirs).
  *
@@ -134,12 +148,13 @@ export const choose = (
 ): Effect.Effect<Lease, NoDeploymentAvailable> => {
   const pool = poolOf(ctx, group)
   const { cooldown, selector } = ctx.policies
-  const reservation: Reservation = {
+  const reservation: FastReservation = {
     deployments: pool,
     admit: (d, stats, now) => admit(ctx, d, stats, now),
     pick: (candidates) => restore(selector.pick(candidates, selection)),
     claim: cooldown.claim,
-    ttlMs: leaseTtl(ctx, group)
+    ttlMs: leaseTtl(ctx, group),
+    [takesAvailable]: takesEveryAvailable(ctx) ? cooldown : undefined
   }
   return Effect.catchTags(ctx.engine.state.reserve(reservation), {
     Unreserved: (counts) => Effect.fail(unavailable(group, pool.length, counts, ctx)),

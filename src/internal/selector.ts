@@ -56,7 +56,83 @@ export const shares = (candidates: ReadonlyArray<Candidate>): ReadonlyArray<numb
   return total > 0 ? raw.map((r) => r / total) : raw.map(() => 1 / candidates.length)
 }
 
-export const weightedPick = (candidates: ReadonlyArray<Candidate>, _request: SelectionRequest): Effect.Effect<Candidate> => {
+/**
+ * What `weightedPick` derives from a set of candidates, once: uniform, the running sums of the
+ * shares (the last is the total) and the last candidate with a share (where floating-point
+ * leftovers land), or nothing to gain (`scan`: shares a running sum cannot order).
+ */
+type Prepared =
+  | { readonly kind: "uniform" }
+  | { readonly kind: "sums"; readonly sums: Float64Array; readonly last: number }
+  | { readonly kind: "scan" }
+
+/**
+ * Candidates arrays from this size on are prepared once when frozen: a frozen array and its
+ * candidates' deployments (immutable config) never change, so neither do their shares. The
+ * memory store hands a kept pool's candidates as one frozen array while it admits them all.
+ */
+const PREPARE_FROM = 32
+const prepared = new WeakMap<ReadonlyArray<Candidate>, Prepared>()
+const uniform: Prepared = { kind: "uniform" }
+const scan: Prepared = { kind: "scan" }
+
+const prepare = (candidates: ReadonlyArray<Candidate>): Prepared => {
+  const basis = basisOf(candidates)
+  if (basis === "uniform") return uniform
+  const fallback = fallbackShare(candidates, basis)
+  const sums = new Float64Array(candidates.length)
+  let total = 0
+  let last = -1
+  for (let i = 0; i < candidates.length; i++) {
+    const share = shareOf(candidates[i], basis, fallback)
+    if (!(share >= 0)) return scan
+    total += share
+    sums[i] = total
+    if (share > 0) last = i
+  }
+  if (!Number.isFinite(total)) return scan
+  // every share 0: uniform, as in the scan
+  return total > 0 ? { kind: "sums", sums, last } : uniform
+}
+
+/**
+ * The scan's pick for `r`: the first candidate whose running sum passes `r * total` (it has a
+ * share: a 0 share adds nothing to the sum), found by bisection.
+ */
+const pickBySums = (candidates: ReadonlyArray<Candidate>, sums: Float64Array, last: number, r: number): Candidate => {
+  const point = r * sums[sums.length - 1]
+  let lo = 0
+  let hi = sums.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (point < sums[mid]) hi = mid
+    else lo = mid + 1
+  }
+  return candidates[lo < sums.length ? lo : last]
+}
+
+/**
+ * Weighted random: by `weight`, else `rpm`, else `tpm`, else uniform (see `shareOf`). A large
+ * frozen candidates array is prepared once (`prepare`), then each pick is one random number and
+ * a bisection; any other array is scanned.
+ */
+export const weightedPick = (candidates: ReadonlyArray<Candidate>, request: SelectionRequest): Effect.Effect<Candidate> => {
+  if (candidates.length >= PREPARE_FROM && Object.isFrozen(candidates)) {
+    let found = prepared.get(candidates)
+    if (found === undefined) prepared.set(candidates, found = prepare(candidates))
+    switch (found.kind) {
+      case "uniform":
+        return Effect.map(Random.nextIntBetween(0, candidates.length), (i) => candidates[i])
+      case "sums": {
+        const { last, sums } = found
+        return Effect.map(Random.next, (r) => pickBySums(candidates, sums, last, r))
+      }
+    }
+  }
+  return scanPick(candidates, request)
+}
+
+const scanPick = (candidates: ReadonlyArray<Candidate>, _request: SelectionRequest): Effect.Effect<Candidate> => {
   if (candidates.length === 1) return Effect.succeed(candidates[0])
   const basis = basisOf(candidates)
   if (basis === "uniform") return Effect.map(Random.nextIntBetween(0, candidates.length), (i) => candidates[i])

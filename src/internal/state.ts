@@ -37,16 +37,37 @@ const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0, reaso
  */
 export const storeOf = new WeakMap<object, Service>()
 
+/**
+ * The key under which a reservation built by this package (`attempt.ts`) can say more than the
+ * contract asks, for the in-memory store's fast path (other stores ignore it: `admit` stays the
+ * whole truth). Its value, a circuit predicate (the cooldown policy, called as
+ * `policy.isAvailable(record, now)`), is a promise about `admit`:
+ *
+ *   admit(d, stats, now) === "take" whenever policy.isAvailable(stats.cooldown, now) is true
+ *   and d is below its limit (d.maxConcurrent === undefined || stats.inFlight < d.maxConcurrent).
+ *
+ * The router's admission keeps that promise exactly for a request without tags, exclusions,
+ * retry-after holds, a last failure or attempts in flight (then nothing but the circuit and the
+ * limit can refuse a deployment, and nothing makes it a `"fallback"`); it sets no key otherwise.
+ *
+ * @internal
+ */
+export const takesAvailable: unique symbol = Symbol("effect-llm-router/takesAvailable")
+
+/** A reservation that may carry the {@link takesAvailable} promise. @internal */
+export interface FastReservation extends Reservation {
+  readonly [takesAvailable]?: { readonly isAvailable: (record: CooldownRecord, now: number) => boolean } | undefined
+}
+
 /** A slot's live view as `DeploymentStats`: read at `now`, computed as read (no copy per reservation). */
 class View implements DeploymentStats {
-  now = 0
   constructor(private readonly slot: Slot) {}
   get inFlight() {
     return this.slot.inFlight
   }
   get inFlightAgeMs() {
     const slot = this.slot
-    return slot.inFlight === 0 ? 0 : Math.max(0, this.now - slot.startedSum / slot.inFlight)
+    return slot.inFlight === 0 ? 0 : Math.max(0, slot.now - slot.startedSum / slot.inFlight)
   }
   get latencyMs() {
     return this.slot.latencyMs
@@ -61,16 +82,16 @@ class View implements DeploymentStats {
     return this.slot.latency
   }
   get requests() {
-    return this.slot.requests.sum(this.now)
+    return this.slot.requests.sum(this.slot.now)
   }
   get tokens() {
-    return this.slot.tokens.sum(this.now)
+    return this.slot.tokens.sum(this.slot.now)
   }
   get completed() {
-    return this.slot.completed.sum(this.now)
+    return this.slot.completed.sum(this.slot.now)
   }
   get failures() {
-    return this.slot.failures.sum(this.now)
+    return this.slot.failures.sum(this.slot.now)
   }
   get consecutiveFailures() {
     return this.slot.consecutiveFailures
@@ -84,11 +105,15 @@ class View implements DeploymentStats {
 }
 
 class Slot {
-  /** The leases held, by id, with their expiry (epoch ms). */
-  readonly leases = new Map<number, { readonly at: number; expiresAt: number }>()
+  // First the fields a reservation reads of every deployment of its pool (one cache line).
   /** The earliest expiry among `leases`: nothing to sweep before it. */
   nextExpiry = Infinity
+  /** When the view is read (epoch ms): the time of the last reservation or read that swept it. */
+  now = 0
   inFlight = 0
+  cooldown: CooldownRecord = closed
+  /** The leases held, by id, with their expiry (epoch ms). */
+  readonly leases = new Map<number, { readonly at: number; expiresAt: number }>()
   /** Sum of the start times of the calls in flight (their mean age without a list of them). */
   startedSum = 0
   consecutiveFailures = 0
@@ -98,7 +123,6 @@ class Slot {
   readonly calls: LatencySketch
   readonly streams: LatencySketch
   readonly latency: { readonly calls: LatencyQuantiles; readonly streams: LatencyQuantiles }
-  cooldown: CooldownRecord = closed
   upstream: RateLimitInfo | undefined = undefined
   readonly requests: WindowCounter
   readonly tokens: WindowCounter
@@ -131,6 +155,45 @@ class Slot {
     if (!this.leases.delete(id)) return
     this.inFlight--
     this.startedSum = this.inFlight === 0 ? 0 : this.startedSum - at
+  }
+}
+
+/**
+ * Whether the `i`th deployment of a pool (its slot swept at `now`) is one a reservation's
+ * {@link takesAvailable} promise covers: below its limit, its circuit available to `policy`.
+ */
+const passes = (
+  slot: Slot,
+  limits: Float64Array | undefined,
+  i: number,
+  policy: NonNullable<FastReservation[typeof takesAvailable]>,
+  now: number
+): boolean => (limits === undefined || slot.inFlight < limits[i]) && policy.isAvailable(slot.cooldown, now)
+
+/** A pool's slots, and for a kept pool its candidates and its deployments' `maxConcurrent`, in pool order. */
+interface Pool {
+  readonly slots: ReadonlyArray<Slot>
+  readonly all: ReadonlyArray<Candidate> | undefined
+  /** Each deployment's `maxConcurrent` (`Infinity`: none); `undefined` when none has one. */
+  readonly limits: Float64Array | undefined
+}
+
+/** What a reservation refused, by reason, and when the first cooling deployment returns. */
+class Refusals {
+  untagged = 0
+  excluded = 0
+  cooling = 0
+  full = 0
+  firstBack = Infinity
+  unreserved(): Unreserved {
+    const firstBack = this.firstBack
+    return new Unreserved({
+      untagged: this.untagged,
+      excluded: this.excluded,
+      cooling: this.cooling,
+      full: this.full,
+      firstBack: firstBack === Infinity ? undefined : firstBack
+    })
   }
 }
 
@@ -193,17 +256,28 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
     const liveSlot = (deployment: Deployment, now: number): Slot => live(slotOf(deployment), now)
     const live = (slot: Slot, now: number): Slot => {
       slot.sweep(now)
-      slot.view.now = now
+      slot.now = now
       return slot
     }
     // A router's pools are stable arrays: their slots are found once, not by id at every
-    // reservation (at 1,000 deployments the lookups were most of a reservation's time).
-    const poolSlots = new WeakMap<ReadonlyArray<Deployment>, ReadonlyArray<Slot>>()
-    const slotsOf = (pool: ReadonlyArray<Deployment>): ReadonlyArray<Slot> => {
-      let found = poolSlots.get(pool)
+    // reservation (at 1,000 deployments the lookups were most of a reservation's time), and so
+    // are their candidates, in pool order: `all` (frozen) is what a reservation that admits
+    // every deployment hands the selector, the same array each time (a selector may keep what
+    // it derives from it: `weightedPick` does for large ones). A candidate's deployment and
+    // stats (the slot's live view) never change, whatever the slot's state.
+    const pools = new WeakMap<ReadonlyArray<Deployment>, Pool>()
+    const poolOf = (pool: ReadonlyArray<Deployment>): Pool => {
+      let found = pools.get(pool)
       if (found === undefined) {
-        found = pool.map(slotOf)
-        if (pool.length > 1) poolSlots.set(pool, found)
+        const slots = pool.map(slotOf)
+        // A pinned request's pool is a new array at each reservation: kept nowhere, no `all`.
+        if (pool.length <= 1) return { slots, all: undefined, limits: undefined }
+        const all = Object.freeze(slots.map((slot, i): Candidate => Object.freeze({ deployment: pool[i], stats: slot.view })))
+        const limits = pool.some((d) => d.maxConcurrent !== undefined)
+          ? Float64Array.from(pool, (d) => d.maxConcurrent ?? Infinity)
+          : undefined
+        found = { slots, all, limits }
+        pools.set(pool, found)
       }
       return found
     }
@@ -244,25 +318,45 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       return { id, deployment: d, at, stats: slot.view }
     }
 
-    const reserve: Service["reserve"] = (reservation) =>
+    /**
+     * Admission, in pool order. With the {@link takesAvailable} promise (and a kept pool), the
+     * store checks each deployment's circuit and limit itself (`passes`) and admits those that
+     * pass as `admit` would, without calling it; only the others go through `admit`. While
+     * every deployment passes, which is the steady state, the candidates are the pool's `all`
+     * (nothing built per reservation); from the first that does not, they are collected anew.
+     */
+    const reserve: Service["reserve"] = (reservation: FastReservation) =>
       Effect.flatMap(now, (at) => {
         const pool = reservation.deployments
-        const slotsOfPool = slotsOf(pool)
+        const { all, limits, slots: poolSlots } = poolOf(pool)
+        const policy = all !== undefined ? reservation[takesAvailable] : undefined
+        let i = 0
+        if (policy !== undefined) {
+          for (; i < pool.length; i++) {
+            const slot = poolSlots[i]
+            if (at >= slot.nextExpiry) slot.sweep(at)
+            slot.now = at
+            if (!passes(slot, limits, i, policy, at)) break
+          }
+          if (i === pool.length) return pickFrom(reservation, all!, at, undefined)
+        }
         const candidates = new Array<Candidate>(pool.length)
-        let admitted = 0
+        for (let j = 0; j < i; j++) candidates[j] = all![j]
+        let admitted = i
         let fallbacks: Array<Candidate> | undefined
-        let untaggedCount = 0
-        let excluded = 0
-        let cooling = 0
-        let full = 0
-        let firstBack = Infinity
-        for (let i = 0; i < pool.length; i++) {
+        const refusals = new Refusals()
+        for (; i < pool.length; i++) {
           const d = pool[i]
-          const slot = live(slotsOfPool[i], at)
+          const slot = live(poolSlots[i], at)
+          if (policy !== undefined && passes(slot, limits, i, policy, at)) {
+            candidates[admitted++] = all![i]
+            continue
+          }
           const admission = reservation.admit(d, slot.view, at)
           if (admission === "take" || admission === "fallback") {
-            // made once per slot (and again only for another router's object of the same id)
-            let candidate = slot.candidate
+            // a kept pool's own; else made once per slot (and again only for another router's
+            // object of the same id)
+            let candidate = all !== undefined ? all[i] : slot.candidate
             if (candidate === undefined || candidate.deployment !== d) candidate = slot.candidate = { deployment: d, stats: slot.view }
             if (admission === "take") candidates[admitted++] = candidate
             else (fallbacks ??= []).push(candidate)
@@ -270,34 +364,43 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
           }
           switch (admission.refused) {
             case "untagged":
-              untaggedCount++
+              refusals.untagged++
               break
             case "excluded":
-              excluded++
+              refusals.excluded++
               break
             case "full":
-              full++
+              refusals.full++
               break
             case "cooling":
-              cooling++
-              if (admission.until !== undefined && admission.until < firstBack) firstBack = admission.until
+              refusals.cooling++
+              if (admission.until !== undefined && admission.until < refusals.firstBack) refusals.firstBack = admission.until
           }
         }
-        const unreserved = () =>
-          new Unreserved({ untagged: untaggedCount, excluded, cooling, full, firstBack: firstBack === Infinity ? undefined : firstBack })
-        const from = (options: Array<Candidate>): Effect.Effect<Lease, Unreserved | NoFit> => {
-          if (options.length === 0) return Effect.fail(unreserved())
-          return Effect.flatMap(reservation.pick(options), (picked) => {
-            const taken = take(reservation, picked, at)
-            if (typeof taken !== "string") return Effect.succeed(taken)
-            if (taken === "full") full++
-            else cooling++
-            return from(options.filter((c) => c !== picked))
-          })
-        }
         candidates.length = admitted
-        return from(admitted > 0 ? candidates : fallbacks ?? candidates)
+        return pickFrom(reservation, admitted > 0 ? candidates : fallbacks ?? candidates, at, refusals)
       })
+
+    /**
+     * The selector's pick among `options`, taken; the next pick among the others if it cannot be
+     * (`refusals`: what admission refused, `undefined` for none).
+     */
+    const pickFrom = (
+      reservation: Reservation,
+      options: ReadonlyArray<Candidate>,
+      at: number,
+      refusals: Refusals | undefined
+    ): Effect.Effect<Lease, Unreserved | NoFit> => {
+      if (options.length === 0) return Effect.fail((refusals ?? new Refusals()).unreserved())
+      return Effect.flatMap(reservation.pick(options), (picked) => {
+        const taken = take(reservation, picked, at)
+        if (typeof taken !== "string") return Effect.succeed(taken)
+        const counts = refusals ?? new Refusals()
+        if (taken === "full") counts.full++
+        else counts.cooling++
+        return pickFrom(reservation, options.filter((c) => c !== picked), at, counts)
+      })
+    }
 
     const service: Service = {
       now,
