@@ -774,7 +774,11 @@ export const postSse = <A>(
           }),
           (body) => {
             flight.body = body
-            return readEvents(endpoint, call, body)
+            const firstEventBy = Duration.isFinite(call.firstByteTimeout)
+              ? flight.startedAt + Duration.toMillis(call.firstByteTimeout)
+              : Infinity
+            return readEvents(endpoint, call, body, flight.clock, firstEventBy, () =>
+              timeoutError(endpoint, "no first event (only comments or keep-alives)", call.firstByteTimeout))
           }
         )
       })
@@ -787,18 +791,28 @@ export const postSse = <A>(
     ))
   })))
 
-/** The events of a body, read into values: a chunk of them per body chunk that yields any. */
+/**
+ * The events of a body, read into values: a chunk of them per body chunk that yields any. Bytes
+ * that are no event (SSE comments, keep-alive pings) do not count as the stream's start: with
+ * no event by `firstEventBy` (clock ms) the stream fails with `onNoEvent()` when the next such
+ * bytes come (a server that sends nothing at all is the body reader's first-byte limit).
+ */
 const readEvents = <A>(
   endpoint: Endpoint,
   call: SseCall<A>,
-  body: Body.BodyReader<ProviderError>
+  body: Body.BodyReader<ProviderError>,
+  clock: Clock.Clock,
+  firstEventBy: number,
+  onNoEvent: () => ProviderError
 ): Channel.Channel<Chunk.Chunk<A>, unknown, ProviderError, unknown, void, unknown> => {
   const decoder = new TextDecoder()
   let ended = false
+  let started = false
   let failure: ProviderError | undefined
   let out: Array<A> = []
   const parser = Sse.makeParser((event) => {
     if (ended || failure !== undefined || event._tag !== "Event") return
+    started = true
     const end = call.isEnd(event)
     failure = call.read(event, out)
     if (end) ended = true
@@ -828,6 +842,7 @@ const readEvents = <A>(
     feedText(decoder.decode(bytes, { stream: true }))
     if (out.length === 0) {
       if (failure !== undefined) return Effect.fail(failure)
+      if (!started && clock.unsafeCurrentTimeMillis() >= firstEventBy) return Effect.fail(onNoEvent())
       return ended ? Effect.as(body.drain(drainBytes, drainMillis), undefined) : next
     }
     const emitted = Chunk.unsafeFromArray(out)

@@ -755,6 +755,32 @@ for (const [clientName, client] of [["undici", Undici], ["fetch", Fetch]] as con
         }
       }), client)
 
+    live("a stream that sends only keep-alive comments times out at its first-byte limit (before: open for over 6 s with 500 ms)", () =>
+      Effect.gen(function*() {
+        const pings = Array.from({ length: 40 }, () => Loopback.raw(": ping\n\n", { delay: "100 millis" }))
+        const server = yield* Loopback.make({ "/v1/chat/completions": Loopback.sse([...pings, Loopback.event(chunk({ content: "late" })), Loopback.done]) })
+        const openai = yield* provider({ firstByteTimeout: "500 millis", idleTimeout: "10 seconds" })
+        const started = Date.now()
+        const { chunks, error } = yield* collect(openai.stream(request, target(server)))
+        const elapsed = Date.now() - started
+        expect(chunks).toEqual([])
+        expect(expectError(error, "Timeout").message).toMatch(/no first event/)
+        // at the first ping after the limit: a ping interval late at most (and some slack for a busy machine)
+        expect(elapsed).toBeGreaterThanOrEqual(500)
+        expect(elapsed).toBeLessThan(1_500)
+      }), client)
+
+    live("comments before the first event do not fail a stream whose event comes in time", () =>
+      Effect.gen(function*() {
+        const server = yield* Loopback.make({
+          "/v1/chat/completions": Loopback.sse([Loopback.raw(": ping\n\n"), Loopback.raw(": ping\n\n", { delay: "50 millis" }), ...textStream(0)])
+        })
+        const openai = yield* provider({ firstByteTimeout: "2 seconds" })
+        const { chunks, error } = yield* collect(openai.stream(request, target(server)))
+        expect(error).toBeUndefined()
+        expect(text(chunks)).toBe("Hello")
+      }), client)
+
     live("a stream cut mid-way is a typed error after the chunks it sent", () =>
       Effect.gen(function*() {
         const server = yield* Loopback.make({
