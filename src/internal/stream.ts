@@ -120,6 +120,25 @@ const untilContent = (
   return loop
 }
 
+/** A new attempt on the lease's deployment, among the routed stream's open ones. */
+const opened = (ctx: RequestContext, lease: Lease, scope: Scope.CloseableScope | undefined, current: Current): OpenStream => {
+  const open: OpenStream = {
+    deployment: lease.deployment,
+    lease,
+    renewedAt: ctx.clock.unsafeCurrentTimeMillis(),
+    firstContentMs: undefined,
+    circuitClosed: lease.stats.cooldown.status === "closed",
+    first: [],
+    pull: Effect.fail(Option.none()),
+    startedMs: nowMs(ctx.clock),
+    scope,
+    settled: false,
+    committed: false
+  }
+  current.open.add(open)
+  return open
+}
+
 /** One stream attempt in `group`: pick a deployment and read up to its first content. */
 const openAttempt = (
   ctx: RequestContext,
@@ -131,22 +150,9 @@ const openAttempt = (
     Effect.flatMap(choose(ctx, group, { kind: "stream", group, request, attempt: ctx.groupAttempts }, restore), (lease) =>
       Effect.flatMap(Scope.make(), (scope) => {
         const d = lease.deployment
-        const open: OpenStream = {
-          deployment: d,
-          lease,
-          renewedAt: ctx.clock.unsafeCurrentTimeMillis(),
-          firstContentMs: undefined,
-          circuitClosed: lease.stats.cooldown.status === "closed",
-          first: [],
-          pull: Effect.fail(Option.none()),
-          startedMs: nowMs(ctx.clock),
-          scope,
-          settled: false,
-          committed: false
-        }
         // From here, whatever ends the stream (its end, an error, the consumer leaving, an
         // interrupt) releases the slot.
-        current.open.add(open)
+        const open = opened(ctx, lease, scope, current)
         const hedging = ctx.concurrent
         if (hedging) (ctx.inFlight ??= new Set()).add(d.id)
         const first = restore(
@@ -460,23 +466,7 @@ const gatedAttempt = (ctx: RequestContext, group: string, request: ChatRequest, 
     Effect.uninterruptibleMask((restore) =>
       Effect.map(
         Effect.mapError(choose(ctx, group, { kind: "stream", group, request, attempt: ctx.groupAttempts }, restore), (e) => new BeforeContent(e)),
-        (lease): OpenStream => {
-          const open: OpenStream = {
-            deployment: lease.deployment,
-            lease,
-            renewedAt: ctx.clock.unsafeCurrentTimeMillis(),
-            firstContentMs: undefined,
-            circuitClosed: lease.stats.cooldown.status === "closed",
-            first: [],
-            pull: Effect.fail(Option.none()),
-            startedMs: nowMs(ctx.clock),
-            scope: undefined,
-            settled: false,
-            committed: false
-          }
-          current.open.add(open)
-          return open
-        }
+        (lease) => opened(ctx, lease, undefined, current)
       )
     ),
     (open) => Channel.pipeTo(Stream.toChannel(upstreamOf(ctx, open.deployment, request)), gate(ctx, open)),
