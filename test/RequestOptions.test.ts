@@ -331,6 +331,35 @@ describe("streams commit at their first content", () => {
       )
     ))
 
+  it.effect("a stream that failed before content is closed before the next attempt opens (and the retried stream ends with every upstream closed)", () => {
+    const log: Array<string> = []
+    const logged: Provider.Provider = {
+      ...roleThenError,
+      stream: (request, target) =>
+        Stream.acquireRelease(
+          Effect.sync(() => log.push(`${target.deploymentId} open`)),
+          () => Effect.sync(() => log.push(`${target.deploymentId} closed`))
+        ).pipe(Stream.flatMap(() => roleThenError.stream(request, target)))
+    }
+    return Effect.gen(function*() {
+      const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(Router.stream(body())))
+      expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe("hello")
+      expect(log).toEqual(["flaky open", "flaky closed", "steady open", "steady closed"])
+    }).pipe(
+      Effect.provide(
+        Router.layer({
+          deployments: [
+            { id: "flaky", group: "g", provider: logged, model: "m" },
+            { id: "steady", group: "g", provider: logged, model: "m" }
+          ]
+        }).pipe(
+          Layer.provide(Selector.make((cs) => Effect.succeed(cs.find((c) => c.deployment.id === "flaky") ?? cs[0]))),
+          Layer.provide(Router.defaults)
+        )
+      )
+    )
+  })
+
   it.effect("a stream with deadline fails with Timeout when no content came in time", () => {
     const fake = FakeProvider.unsafeMake({ latency: "10 seconds" })
     return Effect.gen(function*() {
