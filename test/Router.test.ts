@@ -26,6 +26,7 @@ import {
   type Deployment,
   Errors,
   Fallback,
+  Hedge,
   type Provider,
   RetrySchedule,
   Router,
@@ -792,6 +793,63 @@ describe("Router", () => {
         deployments: [dep("first", "s", fake), dep("second", "s", fake)],
         selector: firstCandidate
       })))
+    })
+
+    describe("a provider that leaves timeouts to the router", () => {
+      const chunkOf = (content: string): Provider.ChatChunk => ({
+        id: "c",
+        object: "chat.completion.chunk",
+        created: 0,
+        model: "m",
+        choices: [{ index: 0, delta: { content }, finish_reason: null }]
+      })
+      /** "silent" never sends anything; "stalls" sends "a" then nothing; the others send "ok" and end. */
+      const scripted: Provider.Provider = {
+        name: "scripted",
+        chat: (_request, target) => Effect.die(`not used (${target.deploymentId})`),
+        embed: (_request, target) => Effect.die(`not used (${target.deploymentId})`),
+        stream: (_request, target) =>
+          target.deploymentId === "silent"
+            ? Stream.never
+            : target.deploymentId === "stalls"
+            ? Stream.concat(Stream.make(chunkOf("a")), Stream.never)
+            : Stream.make(chunkOf("ok"))
+      }
+      const deployments = [dep("silent", "s", scripted), dep("stalls", "s", scripted), dep("steady", "s", scripted)]
+      /** Picks `id` when it is a candidate, else "steady". */
+      const pick = (id: string) =>
+        Selector.make((cs) => Effect.succeed(cs.find((c) => c.deployment.id === id) ?? cs.find((c) => c.deployment.id === "steady") ?? cs[0]))
+
+      it.effect("no first chunk within the timeout: Timeout, and the retry goes elsewhere", () =>
+        Effect.gen(function*() {
+          const chunks = yield* runFor(collect(Router.stream(ask("s"))))
+          expect(contents(chunks)).toEqual(["ok", undefined])
+          expect(trail(chunks.at(-1)?.route?.attempts)).toEqual(["silent!Timeout", "steady"])
+          expect(chunks.at(-1)?.route?.attempts[0].latencyMs).toBe(5000)
+        }).pipe(Effect.provide(routerLayer({ deployments, timeout: "5 seconds", selector: pick("silent") }))))
+
+      it.effect("a stall after content ends the stream with Timeout after the chunks that came", () =>
+        Effect.gen(function*() {
+          const items = yield* runFor(collect(Stream.either(Router.stream(ask("s")))))
+          expect(items.map(Either.map((c) => c.choices[0]?.delta.content))).toEqual([Either.right("a"), expect.objectContaining({ _tag: "Left" })])
+          const error = items[1]
+          if (Either.isLeft(error)) {
+            expect(error.left._tag).toBe("Timeout")
+            expect(error.left.message).toContain("no data from stalls within 5s")
+          }
+          expect(yield* inFlight).toEqual({ silent: 0, stalls: 0, steady: 0 })
+        }).pipe(Effect.provide(routerLayer({ deployments, timeout: "5 seconds", selector: pick("stalls") }))))
+
+      it.effect("the same on the hedged path: a stall after content ends the stream with Timeout", () =>
+        Effect.gen(function*() {
+          const items = yield* runFor(collect(Stream.either(Router.stream(ask("s")))))
+          expect(items.map(Either.map((c) => c.choices[0]?.delta.content))).toEqual([Either.right("a"), expect.objectContaining({ _tag: "Left" })])
+          expect(Either.isLeft(items[1]) && items[1].left._tag).toBe("Timeout")
+          expect(yield* inFlight).toEqual({ silent: 0, stalls: 0, steady: 0 })
+        }).pipe(
+          Effect.provide(Hedge.layer({ delay: "1 minute" })),
+          Effect.provide(routerLayer({ deployments, timeout: "5 seconds", selector: pick("stalls") }))
+        ))
     })
 
     it.effect("the concurrency slot is held while the consumer is mid-stream and freed at the end", () => {

@@ -11,10 +11,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { Deployment } from "../Deployment.js"
 import { NoDeploymentAvailable, type ProviderError, Timeout } from "../Errors.js"
 import type { Admission, DeploymentStats, Lease, StoreError, Unreserved } from "../RouterState.js"
-import type { Target, Usage } from "../Provider.js"
+import type { ChatChunk, ChatRequest, Target, Usage } from "../Provider.js"
 import type { SelectionRequest } from "../Selector.js"
 import { hasTags } from "./engine.js"
 import { meter, nowMs, type RequestContext } from "./request.js"
@@ -273,12 +274,16 @@ export const targetOf = (ctx: RequestContext, d: Deployment): Target => {
   return timeout === undefined ? target : { ...target, timeout }
 }
 
-const timeoutError = (d: Deployment, timeout: Duration.Duration) => () =>
+const timeoutError = (d: Deployment, timeout: Duration.Duration, what: string) => () =>
   new Timeout({
     provider: d.provider.name,
     deploymentId: d.id,
-    message: `no answer from ${d.id} within ${Duration.format(timeout)}`
+    message: `no ${what} from ${d.id} within ${Duration.format(timeout)}`
   })
+
+/** The timeout the router enforces on `d` for this request: none when its provider enforces its own. */
+const routerTimeout = (ctx: RequestContext, d: Deployment): Duration.Duration | undefined =>
+  d.provider.enforcesTimeout === true ? undefined : ctx.options?.timeout ?? ctx.engine.raceTimeouts[d.index]
 
 /**
  * Bounds `call` by the deployment's timeout when its provider does not enforce it itself.
@@ -286,9 +291,22 @@ const timeoutError = (d: Deployment, timeout: Duration.Duration) => () =>
  * @internal
  */
 export const withTimeout = <A>(ctx: RequestContext, d: Deployment, call: Effect.Effect<A, ProviderError>) => {
-  if (d.provider.enforcesTimeout === true) return call
-  const duration = ctx.options?.timeout ?? ctx.engine.raceTimeouts[d.index]
-  return duration === undefined ? call : Effect.timeoutFail(call, { duration, onTimeout: timeoutError(d, duration) })
+  const duration = routerTimeout(ctx, d)
+  return duration === undefined ? call : Effect.timeoutFail(call, { duration, onTimeout: timeoutError(d, duration, "answer") })
+}
+
+/**
+ * `d`'s stream of `request`; when its provider does not enforce its timeout, the router does:
+ * no chunk within the timeout (the first or any later one) fails it.
+ *
+ * @internal
+ */
+export const streamOf = (ctx: RequestContext, d: Deployment, request: ChatRequest): Stream.Stream<ChatChunk, ProviderError> => {
+  const stream = d.provider.stream({ ...request, model: d.model }, targetOf(ctx, d))
+  const duration = routerTimeout(ctx, d)
+  if (duration === undefined) return stream
+  const onTimeout = timeoutError(d, duration, "data")
+  return Stream.timeoutFail(stream, onTimeout, duration)
 }
 
 /**

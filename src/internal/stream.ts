@@ -24,11 +24,11 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Deployment } from "../Deployment.js"
-import { ContentPolicy, type ProviderError, type RouterError, Timeout } from "../Errors.js"
+import { ContentPolicy, type ProviderError, type RouterError } from "../Errors.js"
 import type { ChatChunk, ChatRequest, Usage } from "../Provider.js"
 import type { RoutedChunk } from "../Router.js"
 import type { Lease } from "../RouterState.js"
-import { choose, settle, targetOf, withTimeout } from "./attempt.js"
+import { choose, settle, streamOf, withTimeout } from "./attempt.js"
 import * as Driver from "./driver.js"
 import * as Plan from "./plan.js"
 import { finalError, meter, nowMs, type RequestContext, routeInfo } from "./request.js"
@@ -157,7 +157,7 @@ const openAttempt = (
         if (hedging) (ctx.inFlight ??= new Set()).add(d.id)
         const first = restore(
           Effect.flatMap(
-            Scope.extend(Stream.toPull(d.provider.stream({ ...request, model: d.model }, targetOf(ctx, d))), scope),
+            Scope.extend(Stream.toPull(streamOf(ctx, d, request)), scope),
             (pull) => withTimeout(ctx, d, Effect.map(untilContent(pull), (first) => ({ pull, first })))
           )
         )
@@ -392,22 +392,6 @@ type Out = Chunk.Chunk<RoutedChunk>
 type GateChannel = Channel.Channel<Out, Chunk.Chunk<ChatChunk>, BeforeContent | RouterError, ProviderError, unknown, unknown>
 type AttemptChannel = Channel.Channel<Out, unknown, BeforeContent | RouterError, unknown, unknown, unknown>
 
-const timeoutOf = (d: Deployment) => (duration: Duration.Duration) =>
-  new Timeout({ provider: d.provider.name, deploymentId: d.id, message: `no data from ${d.id} within ${Duration.format(duration)}` })
-
-/**
- * The provider's stream of an attempt; for a provider that does not enforce its timeout, the
- * router does: no chunk within the timeout (the first or any later one) fails it.
- */
-const upstreamOf = (ctx: RequestContext, d: Deployment, request: ChatRequest): Stream.Stream<ChatChunk, ProviderError> => {
-  const stream = d.provider.stream({ ...request, model: d.model }, targetOf(ctx, d))
-  if (d.provider.enforcesTimeout === true) return stream
-  const duration = ctx.options?.timeout ?? ctx.engine.raceTimeouts[d.index]
-  if (duration === undefined) return stream
-  const onTimeout = timeoutOf(d)
-  return Stream.timeoutFail(stream, () => onTimeout(duration), duration)
-}
-
 /**
  * The gate of an attempt: holds the chunks until the first with content; a failure before it
  * is the attempt's (`BeforeContent`: the plan retries or falls back), one after it ends the
@@ -481,7 +465,7 @@ const gatedAttempt = (ctx: RequestContext, group: string, request: ChatRequest, 
         (lease) => opened(ctx, lease, undefined, current)
       )
     )),
-    (open) => Channel.pipeTo(Stream.toChannel(upstreamOf(ctx, open.deployment, request)), gate(ctx, open))
+    (open) => Channel.pipeTo(Stream.toChannel(streamOf(ctx, open.deployment, request)), gate(ctx, open))
   )
 
 /** The routed stream's attempts, gated, as the plan says after each failure before content. */
