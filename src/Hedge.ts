@@ -67,6 +67,42 @@ export interface Service {
 export class Hedge extends Context.Tag("effect-llm-router/Hedge")<Hedge, Service>() {}
 
 /**
+ * When to start a hedge: a fixed duration (`"300 millis"`), or `{ quantile, minSamples?,
+ * fallback? }`: the group's observed `quantile` (e.g. 0.95) of recent latency, once it has
+ * `minSamples` samples (default 20; `fallback`, default 1 second, until then).
+ *
+ * @example
+ * import type { Hedge } from "effect-llm-router"
+ * const fixed: Hedge.Delay = "300 millis"
+ * const adaptive: Hedge.Delay = { quantile: 0.95, minSamples: 50 }
+ * @category Options
+ * @since 0.1.0
+ */
+export type Delay =
+  | Duration.DurationInput
+  | { readonly quantile: number; readonly minSamples?: number; readonly fallback?: Duration.DurationInput }
+
+/**
+ * Hedging asked for by one request (`Router.chat(body, { hedge: { ... } })`): its `delay` and
+ * `maxHedges` (default 1) in every group the request tries. Its hedges draw on the budget of
+ * the `Hedge` service in the request's context or the router's when there is one; without
+ * one they are bounded only by `maxHedges`.
+ *
+ * @example
+ * import { Router } from "effect-llm-router"
+ * const hedged = Router.chat(
+ *   { model: "fast", messages: [{ role: "user", content: "Hi" }] },
+ *   { hedge: { delay: "400 millis", maxHedges: 1 } }
+ * )
+ * @category Options
+ * @since 0.1.0
+ */
+export interface RequestHedge {
+  readonly delay: Delay
+  readonly maxHedges?: number
+}
+
+/**
  * Options of {@link layer}.
  *
  * - `delay`: a fixed duration (`"300 millis"`), or `{ quantile, minSamples?, fallback? }`: the
@@ -82,9 +118,7 @@ export class Hedge extends Context.Tag("effect-llm-router/Hedge")<Hedge, Service
  * @since 0.1.0
  */
 export interface Options {
-  readonly delay:
-    | Duration.DurationInput
-    | { readonly quantile: number; readonly minSamples?: number; readonly fallback?: Duration.DurationInput }
+  readonly delay: Delay
   readonly maxHedges?: number
   readonly maxExtraPercent?: number
   readonly burst?: number

@@ -13,6 +13,7 @@ import * as Cooldown from "./Cooldown.js"
 import * as CostMeter from "./CostMeter.js"
 import type { Deployment, DeploymentConfig } from "./Deployment.js"
 import type { Attempt, ClassificationOverrides, InvalidConfig, RouterError } from "./Errors.js"
+import type { RequestHedge } from "./Hedge.js"
 import * as Fallback from "./Fallback.js"
 import * as Engine from "./internal/engine.js"
 import * as internal from "./internal/router.js"
@@ -90,7 +91,9 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
  *   the first content chunk); when it passes the request fails with `Timeout`
  * - `tags`: tags the deployment must carry, on top of `metadata.tags`
  * - `deployment`: only this deployment (by id); the request's `model` must be its group
- * - `hedge`: `false` turns the router's hedging off for this request (see `Hedge`)
+ * - `hedge`: `false` turns the router's hedging off for this request; `{ delay, maxHedges? }`
+ *   hedges this request (see `Hedge.RequestHedge`: its hedges draw on the budget of the
+ *   context's or the router's `Hedge` when there is one)
  * - `race`: send the first attempt to several deployments of the group at once (a number), or
  *   to the requested group and other groups at once (their names), and take the first success
  *   (LiteLLM's "fastest response"); the other attempts are interrupted, recorded as cancelled.
@@ -112,6 +115,8 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
  * // the fastest of two deployments, or of two groups
  * const fastest = Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] }, { race: 2 })
  * const fastestGroup = Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] }, { race: ["smart"] })
+ * // a hedge after 400 ms if the first attempt has not answered
+ * const hedged = Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] }, { hedge: { delay: "400 millis" } })
  * @category Options
  * @since 0.1.0
  */
@@ -122,7 +127,7 @@ export interface RequestOptions {
   readonly deadline?: Duration.DurationInput | undefined
   readonly tags?: ReadonlyArray<string> | undefined
   readonly deployment?: string | undefined
-  readonly hedge?: false | undefined
+  readonly hedge?: boolean | RequestHedge | undefined
   readonly race?: number | ReadonlyArray<string> | undefined
   readonly contentFilterIsError?: boolean | undefined
 }

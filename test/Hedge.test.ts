@@ -172,6 +172,51 @@ describe("Hedge: per request", () => {
   })
 })
 
+describe("Hedge: a request's own hedging (options.hedge)", () => {
+  it.effect("{ delay } hedges this request on a router that does not hedge; other requests are not hedged", () => {
+    const fake = FakeProvider.unsafeMake({ byDeployment: { a: { latency: "20 seconds" }, b: { latency: "100 millis" } } })
+    return Effect.gen(function*() {
+      const hedged = yield* Effect.fork(Router.chat(body, { hedge: { delay: "300 millis" } }))
+      yield* TestClock.adjust("400 millis")
+      const reply = yield* Fiber.join(hedged)
+      expect(trail(reply.route.attempts)).toEqual(["b:won", "a:cancelled"])
+      expect(reply.route.latencyMs).toBe(400)
+      const plain = yield* Effect.fork(Router.chat(body))
+      yield* TestClock.adjust("20 seconds")
+      expect(trail((yield* Fiber.join(plain)).route.attempts)).toEqual(["a:won"])
+    }).pipe(Effect.provide(routerOf(fake, undefined)))
+  })
+
+  it.effect("its delay and maxHedges replace the router's; its hedges draw on the router's budget", () => {
+    const fake = FakeProvider.unsafeMake({ byDeployment: { a: { latency: "20 seconds" }, b: { latency: "20 seconds" }, c: { latency: "100 millis" } } })
+    return Effect.gen(function*() {
+      // two hedges at 100 ms intervals, where the router would send one after 10 s
+      const first = yield* Effect.fork(Router.chat(body, { hedge: { delay: "100 millis", maxHedges: 2 } }))
+      yield* TestClock.adjust("300 millis")
+      const reply = yield* Fiber.join(first)
+      expect(reply.route.deploymentId).toBe("c")
+      expect(reply.route.latencyMs).toBe(300)
+      // the budget (a burst of 2) is spent: the next request's hedges are refused
+      const second = yield* Effect.fork(Router.chat(body, { hedge: { delay: "100 millis", maxHedges: 2 } }))
+      yield* TestClock.adjust("20 seconds")
+      expect(trail((yield* Fiber.join(second)).route.attempts)).toEqual(["a:won"])
+    }).pipe(Effect.provide(routerOf(fake, Hedge.layer({ delay: "10 seconds", burst: 2, maxExtraPercent: 1 }), ["a", "b", "c"])))
+  })
+
+  it.effect("bad hedging options are InvalidRequest naming each, before anything is sent", () => {
+    const fake = FakeProvider.unsafeMake({})
+    return Effect.gen(function*() {
+      const error = yield* Effect.flip(Router.chat(body, { hedge: { delay: "soon" as never, maxHedges: 0 } }))
+      expect(error._tag === "InvalidRequest" && error.issues.map((i) => i.path).sort()).toEqual(["options.hedge.delay", "options.hedge.maxHedges"])
+      const quantile = yield* Effect.flip(Router.chat(body, { hedge: { delay: { quantile: 1.5 } } }))
+      expect(quantile._tag === "InvalidRequest" && quantile.issues.map((i) => i.path)).toEqual(["options.hedge.delay.quantile"])
+      const wrongType = yield* Effect.flip(Router.chat(body, { hedge: 3 as never }))
+      expect(wrongType._tag === "InvalidRequest" && wrongType.message).toContain("options.hedge")
+      expect(yield* fake.callCount).toBe(0)
+    }).pipe(Effect.provide(routerOf(fake, undefined)))
+  })
+})
+
 describe("Hedge: the load cap", () => {
   it.effect.prop(
     "hedges never exceed the burst plus maxExtraPercent of the requests",

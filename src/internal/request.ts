@@ -13,11 +13,12 @@ import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import type { Deployment } from "../Deployment.js"
-import { Hedge, type Service as HedgeService } from "../Hedge.js"
-import { type Attempt, type InvalidConfig, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
+import { type Attempt, InvalidConfig, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
+import { Hedge, type Policy as HedgePolicy, type Service as HedgeService } from "../Hedge.js"
 import type { Usage } from "../Provider.js"
 import type { RequestOptions, RouteInfo } from "../Router.js"
 import { type Engine, type Policies, policiesIn } from "./engine.js"
+import * as HedgeInternal from "./hedge.js"
 import { decodeConfig, DurationInput, formatIssues, NonEmptyString, PositiveDuration } from "./schemas.js"
 
 /**
@@ -32,7 +33,8 @@ export interface Options {
   readonly deadline: Duration.Duration | undefined
   /** The deployment the request is pinned to. */
   readonly deployment: Deployment | undefined
-  readonly hedge: boolean
+  /** `false`: no hedging; `true`: the context's or the router's; else this request's own policy. */
+  readonly hedge: boolean | HedgePolicy
   /** The groups the first attempt is sent to at once (the requested one first), when racing. */
   readonly race: ReadonlyArray<string> | undefined
 }
@@ -91,7 +93,7 @@ const RequestOptionsSchema = Schema.Struct({
   deadline: Schema.optional(Schema.UndefinedOr(DurationInput)),
   tags: Schema.optional(Schema.UndefinedOr(Schema.Array(Schema.String))),
   deployment: Schema.optional(Schema.UndefinedOr(NonEmptyString)),
-  hedge: Schema.optional(Schema.UndefinedOr(Schema.Boolean)),
+  hedge: Schema.optional(Schema.Unknown),
   race: Schema.optional(Schema.Unknown),
   contentFilterIsError: Schema.optional(Schema.UndefinedOr(Schema.Boolean))
 })
@@ -109,19 +111,27 @@ const resolveOptions = (
   input: RequestOptions
 ): Either.Either<{ readonly options: Options; readonly tags: ReadonlyArray<string> | undefined; readonly contentFilterIsError: boolean | undefined }, InvalidRequest> => {
   const decoded = decodeOptions(input)
+  const hedgeInput = (input as { readonly hedge?: unknown }).hedge
+  // `hedge` is a switch or a request's own hedging: checked in the form it was given in.
+  const hedged: Either.Either<boolean | HedgePolicy, InvalidConfig> = hedgeInput === undefined || typeof hedgeInput === "boolean"
+    ? Either.right(hedgeInput !== false)
+    : typeof hedgeInput === "object" && hedgeInput !== null
+    ? HedgeInternal.requestPolicy(hedgeInput)
+    : Either.left(InvalidConfig.fromIssues([{ path: "options.hedge", message: "expected a boolean or { delay, maxHedges? }" }]))
   const raceInput = (input as { readonly race?: unknown }).race
   const raced: Either.Either<number | ReadonlyArray<string> | undefined, InvalidConfig> = raceInput === undefined
     ? Either.right(undefined)
     : typeof raceInput === "number"
     ? decodeRaceCount(raceInput)
     : decodeRaceGroups(raceInput)
-  if (Either.isLeft(decoded) || Either.isLeft(raced)) {
+  if (Either.isLeft(decoded) || Either.isLeft(raced) || Either.isLeft(hedged)) {
     return Either.left(InvalidRequest.fromIssues([
       ...(Either.isLeft(decoded) ? formatIssues(decoded.left, "options") : []),
-      ...(Either.isLeft(raced) ? raced.left.issues : [])
+      ...(Either.isLeft(raced) ? raced.left.issues : []),
+      ...(Either.isLeft(hedged) ? hedged.left.issues : [])
     ]))
   }
-  const o = { ...decoded.right, race: raced.right }
+  const o = { ...decoded.right, race: raced.right, hedge: hedged.right }
   const issues: Array<{ path: string; message: string }> = []
   let deployment: Deployment | undefined
   if (o.deployment !== undefined) {
@@ -162,12 +172,19 @@ const resolveOptions = (
       timeout: o.timeout,
       deadline: o.deadline,
       deployment,
-      hedge: o.hedge !== false,
+      hedge: o.hedge,
       race
     },
     tags: o.tags,
     contentFilterIsError: o.contentFilterIsError
   })
+}
+
+/** The request's hedging: none, the context's or the router's, or its own (under their budget). */
+const hedgeOf = (engine: Engine, fiber: Fiber.RuntimeFiber<unknown, unknown>, option: boolean | HedgePolicy | undefined): HedgeService | undefined => {
+  if (option === false) return undefined
+  const base = Context.getOrElse(fiber.currentContext, Hedge, () => engine.hedge)
+  return option === undefined || option === true ? base : HedgeInternal.forRequest(option, base)
 }
 
 /**
@@ -203,7 +220,7 @@ export const start = (
     if (resolved.right.contentFilterIsError !== undefined) contentFilterIsError = resolved.right.contentFilterIsError
   }
   const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-  const hedge = options?.hedge === false ? undefined : Context.getOrElse(fiber.currentContext, Hedge, () => engine.hedge)
+  const hedge = hedgeOf(engine, fiber, options?.hedge)
   return Either.right({
     engine,
     policies: policiesIn(engine, fiber.currentContext),
