@@ -52,7 +52,8 @@ export class NoFit extends Data.TaggedError("NoFit")<{ readonly message: string 
 
 /**
  * A selection policy. `candidates` is never empty; `pick` returns one of them, or fails with
- * {@link NoFit} when none fits.
+ * {@link NoFit} when none fits. `candidates` may be shared between requests and frozen: read
+ * it, do not change it (sort a copy: `[...candidates].sort(...)`).
  *
  * @category Models
  * @since 0.1.0
