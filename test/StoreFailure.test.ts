@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Logger, Stream, TestClock } from "effect"
-import { Router, RouterState } from "../src/index.js"
+import { CostMeter, Router, RouterState, Selector } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
 
 /** A memory store whose every operation fails while `control.down`. */
@@ -83,6 +83,68 @@ describe("a failing store", () => {
         expect(stats.map((s) => s.inFlight)).toEqual([0, 0])
       }).pipe(Effect.provide(layer))
     }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+  })
+
+  it.effect("spend is not lost: what was spent while the store failed is added to it when it is back", () => {
+    const control = { down: false, calls: 0 }
+    const fake = FakeProvider.unsafeMake({ latency: "100 millis" })
+    return Effect.gen(function*() {
+      const shared = yield* RouterState.makeMemory()
+      const layer = Router.layer({ deployments: [{ id: "a", group: "g", provider: fake, model: "gpt-4o-mini" }] }).pipe(
+        Layer.provideMerge(Router.policies),
+        Layer.provide(Layer.succeed(RouterState.RouterState, flaky(shared, control)))
+      )
+      yield* Effect.gen(function*() {
+        const meter = yield* CostMeter.CostMeter
+        const ask = Effect.gen(function*() {
+          const fiber = yield* Effect.fork(Router.chat({ model: "g", messages: [{ role: "user", content: "hi" }] }))
+          yield* TestClock.adjust("100 millis")
+          return (yield* Fiber.join(fiber)).route.cost
+        })
+        const before = yield* ask
+        expect(before).toBeGreaterThan(0)
+        expect(yield* meter.spend("total")).toBeCloseTo(before, 12)
+
+        control.down = true
+        const during = (yield* ask) + (yield* ask)
+        // read meanwhile: the last shared figure plus this process's spend since
+        expect(yield* meter.spend("total")).toBeCloseTo(before + during, 12)
+        expect(yield* shared.spend("total")).toBeCloseTo(before, 12)
+
+        control.down = false
+        yield* TestClock.adjust("5 seconds")
+        const after = yield* ask
+        expect(yield* shared.spend("total")).toBeCloseTo(before + during + after, 12)
+        expect(yield* shared.spend("deployment:a")).toBeCloseTo(before + during + after, 12)
+        expect(yield* meter.spend("total")).toBeCloseTo(before + during + after, 12)
+      }).pipe(Effect.provide(layer))
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)))
+  })
+
+  it.effect("the breaker keeps working while the store fails: an always-failing deployment is taken out in the local view", () => {
+    const control = { down: true, calls: 0 }
+    const fake = FakeProvider.unsafeMake({ byDeployment: { a: { failure: 500 } } })
+    return Effect.gen(function*() {
+      const shared = yield* RouterState.makeMemory()
+      const layer = Router.layer({
+        deployments: [{ id: "a", group: "g", provider: fake, model: "m" }, { id: "b", group: "g", provider: fake, model: "m" }]
+      }).pipe(
+        Layer.provide(Layer.merge(Selector.roundRobin, Router.policies)),
+        Layer.provide(Layer.succeed(RouterState.RouterState, flaky(shared, control)))
+      )
+      yield* Effect.gen(function*() {
+        let failed = 0
+        for (let i = 0; i < 60; i++) {
+          const fiber = yield* Effect.fork(Effect.either(Router.chat({ model: "g", messages: [{ role: "user", content: "hi" }] })))
+          yield* TestClock.adjust("1 second")
+          if ((yield* Fiber.join(fiber))._tag === "Left") failed++
+        }
+        const callsToA = (yield* fake.calls).filter((c) => c.deploymentId === "a").length
+        expect(failed).toBe(0)
+        // before: the circuits could not be written, so round robin sent every other request to "a" (30 calls)
+        expect(callsToA).toBeLessThan(15)
+      }).pipe(Effect.provide(layer))
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, Logger.none)))
   })
 
   it.effect("a stream started on the shared store finishes while it fails; its lease expires there", () => {

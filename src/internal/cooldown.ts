@@ -12,7 +12,7 @@ import type { Deployment } from "../Deployment.js"
 import { InvalidConfig } from "../Errors.js"
 import { type CircuitChange, type CooldownRecord, type DeploymentStats, RouterState } from "../RouterState.js"
 import { PositiveDuration, PositiveInt, validateConfig } from "./schemas.js"
-import { storeOf } from "./state.js"
+import { storeOf, viewOf } from "./state.js"
 
 const Percent = Schema.Number.pipe(
   Schema.filter((n) => n > 0 && n <= 100, { message: () => "expected a percentage in (0, 100]" })
@@ -50,7 +50,9 @@ const durationAt = (ladder: Ladder, level: number) => Math.min(ladder.baseMs * 2
 export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig, RouterState> =>
   Effect.gen(function*() {
     const options = yield* validate(input)
-    const state = yield* RouterState
+    const shared = yield* RouterState
+    // Written through the router's view of the store, so a failing store loses nothing.
+    const state = (yield* viewOf(shared)).store
     const consecutiveFailures = options.consecutiveFailures ?? 5
     const failureRatio = options.failureRatio ?? 0.5
     const minRequests = options.minRequests ?? 10
@@ -199,7 +201,7 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
             : [undefined, undefined]),
       onRetryAfter
     }
-    storeOf.set(service, state)
+    storeOf.set(service, shared)
     return service
   })
 

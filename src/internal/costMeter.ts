@@ -14,7 +14,7 @@ import { RouterState } from "../RouterState.js"
 import { fromLiteLLMEntry, LiteLLMPriceEntry, type Pricing, PricingInput } from "./pricing.js"
 import { builtinPrices } from "./prices.js"
 import { decodeConfig, validateConfig } from "./schemas.js"
-import { storeOf } from "./state.js"
+import { storeOf, viewOf } from "./state.js"
 
 const decodeLiteLLM = decodeConfig(Schema.Record({ key: Schema.String, value: LiteLLMPriceEntry }), "prices")
 
@@ -46,7 +46,9 @@ export const spendKey = (scope: SpendScope): string =>
 export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig, RouterState> =>
   Effect.gen(function*() {
     const options = yield* validate(input)
-    const state = yield* RouterState
+    const shared = yield* RouterState
+    // Written through the router's view of the store, so a failing store loses nothing.
+    const state = (yield* viewOf(shared)).store
     const table: Record<string, Pricing> = { ...builtinPrices, ...options.prices }
     const lookup = (model: string): Pricing | undefined => {
       if (Object.prototype.hasOwnProperty.call(table, model)) return table[model]
@@ -93,6 +95,6 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
       },
       spend: (scope) => state.spend(spendKey(scope))
     }
-    storeOf.set(service, state)
+    storeOf.set(service, shared)
     return service
   })

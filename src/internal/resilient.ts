@@ -2,8 +2,11 @@
  * The router's policy for a failing store: keep serving from a local view. A store that fails an
  * operation (`StoreError`) is set aside: the operation, and every one after it, goes to a local
  * in-memory store, and a warning is logged; every `retryMs` an operation tries the shared store
- * again, and the first that succeeds switches back (an info is logged: the shared view is used
- * again, so state written locally meanwhile is not carried over). A lease is completed and
+ * again, and the first that succeeds switches back (an info is logged). Spend is not lost: what
+ * was spent meanwhile is added to the shared store when it is back, and a spend read meanwhile is
+ * the last one read from the shared store plus what this process spent since. Circuits and
+ * policy state written locally are not carried over: the shared view, which other processes kept
+ * writing, is newer. A lease is completed and
  * renewed by the store that issued it; one the shared store issued and can no longer be reached
  * for simply expires there. The in-memory store never fails and is used as it is.
  *
@@ -35,6 +38,10 @@ export const resilient = (primary: Service, local: Service, retryMs: number): Re
   const localLeases = new WeakSet<Lease>()
   let degraded = false
   let retryAt = 0
+  /** Spend added while the shared store failed, per key, until it is added there. */
+  const unsynced = new Map<string, number>()
+  /** The last spend read from the shared store, per key. */
+  const lastRead = new Map<string, number>()
 
   const fallBack = (error: StoreError) =>
     Effect.flatMap(local.now, (now) => {
@@ -43,6 +50,13 @@ export const resilient = (primary: Service, local: Service, retryMs: number): Re
       degraded = true
       return Effect.logWarning(`router store failed (${error.operation}: ${error.message}); serving from the local view`)
     })
+
+  // A store that fails while the spend is added back is set aside again; the rest is added at the
+  // next switch back.
+  const resync = Effect.suspend(() =>
+    Effect.forEach(unsynced, ([key, amount]) =>
+      Effect.tap(primary.addSpend([key], amount), () => Effect.sync(() => unsynced.delete(key))), { discard: true })
+  ).pipe(Effect.catchTag("StoreError", fallBack))
 
   /** Runs `op` on the shared store (when it is not set aside), else, or when it fails, locally. */
   const route = <A, E>(
@@ -60,7 +74,7 @@ export const resilient = (primary: Service, local: Service, retryMs: number): Re
       return Effect.tap(tried, () => {
         if (!degraded) return Effect.void
         degraded = false
-        return Effect.logInfo("router store is back: using the shared view again")
+        return Effect.zipRight(Effect.logInfo("router store is back: using the shared view again"), resync)
       })
     }) as Effect.Effect<A, Exclude<E, StoreError>>
 
@@ -84,8 +98,16 @@ export const resilient = (primary: Service, local: Service, retryMs: number): Re
     modifyCooldown: (deployments, index, f) =>
       route(() => primary.modifyCooldown(deployments, index, f), () => local.modifyCooldown(deployments, index, f)),
     modify: (key, initial, f) => route(() => primary.modify(key, initial, f), () => local.modify(key, initial, f)),
-    addSpend: (keys, amount) => route(() => primary.addSpend(keys, amount), () => local.addSpend(keys, amount)),
-    spend: (key) => route(() => primary.spend(key), () => local.spend(key))
+    addSpend: (keys, amount) =>
+      route(() => primary.addSpend(keys, amount), () =>
+        Effect.sync(() => {
+          for (const key of keys) unsynced.set(key, (unsynced.get(key) ?? 0) + amount)
+        })),
+    spend: (key) =>
+      route(
+        () => Effect.tap(primary.spend(key), (spent) => Effect.sync(() => lastRead.set(key, spent))),
+        () => Effect.sync(() => (lastRead.get(key) ?? 0) + (unsynced.get(key) ?? 0))
+      )
   }
   return { store, degraded: () => degraded }
 }

@@ -34,15 +34,12 @@ import * as Driver from "./driver.js"
 import type { Engine } from "./engine.js"
 import { meter, type RequestContext, routeInfo, start } from "./request.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
-import { resilient } from "./resilient.js"
-import { makeMemory, storeOf } from "./state.js"
+import { storeOf, viewOf } from "./state.js"
 import * as RoutedStream from "./stream.js"
 
 const validateTimeout = validateConfig(Schema.UndefinedOr(PositiveDuration), "timeout")
 const validateFlag = validateConfig(Schema.UndefinedOr(Schema.Boolean), "contentFilterIsError")
 const defaultTimeout = Duration.minutes(10)
-/** How often a store that failed is tried again. */
-const storeRetry = Duration.seconds(5)
 
 const errorTags = Object.keys(defaultClassification) as ReadonlyArray<ErrorTag>
 const oneOf = <const L extends ReadonlyArray<string>>(...literals: L) => Schema.Literal(...literals)
@@ -104,7 +101,7 @@ export const make = (config: Config) =>
     const costMeter = yield* CostMeter
     const state = yield* RouterState
     // A store that fails is served from a local view meanwhile (resilient.ts).
-    const { degraded, store } = resilient(state, yield* makeMemory(), Duration.toMillis(storeRetry))
+    const { degraded, store } = yield* viewOf(state)
     const hedge = Option.getOrUndefined(yield* Effect.serviceOption(Hedge))
 
     // Policies built by this package keep their state in a store of their own choosing; over

@@ -23,7 +23,7 @@ import {
   Unreserved
 } from "../RouterState.js"
 import type { Candidate, NoFit } from "../Selector.js"
-import { infallible } from "./resilient.js"
+import { infallible, type Resilient, resilient } from "./resilient.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
 import { LatencySketch } from "./sketch.js"
 import { BUCKETS, WindowCounter } from "./window.js"
@@ -36,6 +36,27 @@ const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0, reaso
  * write where the router never reads.
  */
 export const storeOf = new WeakMap<object, Service>()
+
+/** How often a store that failed is tried again. */
+const storeRetryMs = 5_000
+const views = new WeakMap<Service, Resilient>()
+
+/**
+ * The one view of `primary` that the router and the policies built by this package all go
+ * through: when the store fails, all of them serve from the same local view (`resilient.ts`), so
+ * circuits and spend written meanwhile are not lost, and the router knows it is degraded.
+ */
+export const viewOf = (primary: Service): Effect.Effect<Resilient> =>
+  Effect.suspend(() => {
+    const found = views.get(primary)
+    if (found !== undefined) return Effect.succeed(found)
+    return Effect.map(Effect.orDie(makeMemory()), (local) => {
+      // Layers are built concurrently: the first view made wins.
+      const made = views.get(primary) ?? resilient(primary, local, storeRetryMs)
+      views.set(primary, made)
+      return made
+    })
+  })
 
 /**
  * The key under which a reservation built by this package (`attempt.ts`) can say more than the
