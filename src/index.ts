@@ -32,3 +32,5 @@ export * as Router from "./Router.js"
 export * as RouterState from "./RouterState.js"
 /** @since 0.1.0 */
 export * as Selector from "./Selector.js"
+/** @since 0.1.0 */
+export * as Tokens from "./Tokens.js"
