@@ -18,7 +18,7 @@ import type { InvalidConfig } from "./Errors.js"
 import * as internal from "./internal/costMeter.js"
 import type { Pricing } from "./internal/pricing.js"
 import { builtinPrices as builtin } from "./internal/prices.js"
-import type { RouterState, StoreError } from "./RouterState.js"
+import type { BudgetCharge, BudgetPeriod, RouterState, StoreError } from "./RouterState.js"
 
 /**
  * A price per token, in dollars (LiteLLM's unit), with optional cache read and write prices.
@@ -71,6 +71,64 @@ export interface Service {
   readonly record: (deployment: Deployment, tags: ReadonlyArray<string>, cost: number) => Effect.Effect<void, StoreError>
   /** Dollars spent so far in a scope. */
   readonly spend: (scope: SpendScope) => Effect.Effect<number, StoreError>
+  /** The budgets the meter holds calls to (none: no budget is checked). */
+  readonly budgets?: ReadonlyArray<ResolvedBudget> | undefined
+  /**
+   * The budgets a call on `deployment` with the request's `tags` charges, each with the call's
+   * estimated cost (from the request's estimated tokens); `undefined` when none applies.
+   */
+  readonly charges?: ((deployment: Deployment, tags: ReadonlyArray<string>, estimate: TokenEstimate) => ReadonlyArray<BudgetCharge> | undefined) | undefined
+}
+
+/**
+ * A request's estimated tokens, as budgets price it: its prompt, and the most it may generate
+ * (`max_tokens`; `undefined`: the meter's `assumedOutputTokens`).
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export interface TokenEstimate {
+  readonly promptTokens: number
+  readonly outputTokens: number | undefined
+}
+
+/**
+ * What a budget covers: a spend scope, or every deployment of a provider (by its name).
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export type BudgetScope = SpendScope | { readonly provider: string }
+
+/**
+ * A spend limit: at most `limit` dollars per calendar `period` (UTC) in `scope`. `name` (unique;
+ * default: the scope and period, `"group:fast per day"`) is what a refusal names.
+ *
+ * @example
+ * import type { CostMeter } from "effect-llm-router"
+ * const budgets: ReadonlyArray<CostMeter.Budget> = [
+ *   { scope: "total", limit: 100, period: "day" },
+ *   { scope: { tag: "team-a" }, limit: 20, period: "month", name: "team A" },
+ *   { scope: { provider: "openai" }, limit: 1, period: "minute" }
+ * ]
+ * @category Models
+ * @since 0.1.0
+ */
+export interface Budget {
+  readonly name?: string | undefined
+  readonly scope: BudgetScope
+  readonly limit: number
+  readonly period: BudgetPeriod
+}
+
+/**
+ * A budget as the meter holds it: named.
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export interface ResolvedBudget extends Budget {
+  readonly name: string
 }
 
 /**
@@ -90,12 +148,27 @@ export class CostMeter extends Context.Tag("effect-llm-router/CostMeter")<CostMe
  *
  * - `prices`: per upstream model, in our form or LiteLLM's (`input_cost_per_token`, ...);
  *   overrides the built-in table
+ * - `budgets`: spend limits per deployment, provider, group, tag or in total, per minute, hour,
+ *   day or month (see {@link Budget}). A deployment a budget has no room for is skipped like a
+ *   cooling one; when none is left the request fails with `NoDeploymentAvailable`
+ *   (`over_budget`, naming the budget, `retryAfter` its reset). A call in flight holds its
+ *   estimated cost (prompt tokens and `max_tokens` at the deployment's price) against every
+ *   budget it charges until it ends, then its actual cost counts: concurrent calls cannot
+ *   overshoot together. A call that costs more than its estimate can pass the limit by the
+ *   difference. Budgets are kept in the router's state store (shared when the store is)
+ * - `assumedOutputTokens`: the output tokens a request without `max_tokens` is estimated at,
+ *   for budgets (default 500)
  *
+ * @example
+ * import { CostMeter } from "effect-llm-router"
+ * const CostLive = CostMeter.layer({ budgets: [{ scope: { group: "smart" }, limit: 50, period: "day" }] })
  * @category Options
  * @since 0.1.0
  */
 export interface Options {
   readonly prices?: Readonly<Record<string, unknown>>
+  readonly budgets?: ReadonlyArray<Budget> | undefined
+  readonly assumedOutputTokens?: number | undefined
 }
 
 /**

@@ -27,6 +27,11 @@ const ApiKey = Schema.Union(Schema.RedactedFromSelf(Schema.String), Schema.Redac
 // What a request can do without: every parameter but the model and the messages (and our
 // routing metadata, never sent).
 const droppable = Object.keys(ChatRequest.fields).filter((k) => k !== "model" && k !== "messages" && k !== "metadata")
+const NonNegativeInt = Schema.Number.pipe(
+  Schema.int({ message: () => "expected a non-negative integer" }),
+  Schema.nonNegative({ message: () => "expected a non-negative integer" })
+)
+
 const DropParams = Schema.Union(Schema.Boolean, Schema.Array(Schema.String)).pipe(
   Schema.filter((value) => {
     const unknown = typeof value === "boolean" ? [] : value.filter((name) => !droppable.includes(name))
@@ -44,14 +49,25 @@ const DropParams = Schema.Union(Schema.Boolean, Schema.Array(Schema.String)).pip
  * - `model`: the upstream model id
  * - `apiKey`: a string or a `Redacted` string; kept `Redacted` from here on
  * - `weight`: share of traffic under the default selector (else `rpm`, else `tpm`, else uniform)
- * - `rpm`, `tpm`: the upstream's limits. For now they only weigh the default selector; they
- *   are not enforced yet (the routing-strategies work enforces them)
+ * - `rpm`, `tpm`: the upstream's limits per rolling minute, enforced: calls started, and tokens
+ *   of the calls started (each counted at its estimate, `Tokens.prompt` plus `Tokens.maxOutput`,
+ *   until it answers with its usage). A deployment at a limit is skipped; when every one is,
+ *   the request fails with `NoDeploymentAvailable` (`over_limits`, `limits`, `retryAfter`) or
+ *   waits for room (`options.waitForCapacity`). They also weigh the default selector
  * - `maxConcurrent`: in-flight calls allowed at once (enforced)
- * - `tags`: requests with `metadata.tags` only go to deployments carrying all of them
+ * - `tags`: requests with `metadata.tags` (or `options.tags`) only go to deployments carrying
+ *   all of them (`options.tags` also takes `{ all, any, exclude }`). In a group where some
+ *   deployment is tagged `"default"`, requests without tags go only to those (LiteLLM's rule)
  * - `pricing`: dollars per token; else the built-in table by model; else cost is 0
- * - `contextWindow`: the model's context window in tokens. Recorded only: nothing filters on it
- *   yet (a context-window pre-call filter is planned); a prompt that does not fit is caught by
- *   the upstream's error and the context-window fallbacks
+ * - `contextWindow`: the model's context window in tokens (prompt and output). A request whose
+ *   estimated prompt tokens plus `max_tokens` (`Tokens.prompt`, `Tokens.maxOutput`) exceed it
+ *   is not sent here (a pre-call filter); absent: no check, the upstream's own error and the
+ *   context-window fallbacks catch a prompt that does not fit
+ * - `order`: priority tier, a non-negative integer, lower first: a request goes to the lowest
+ *   tier that has a deployment available (not cooling down, not at its limits), to higher
+ *   tiers only when none is. Deployments without `order` come after every ordered one
+ * - `region`: where the deployment runs (`"eu-west-1"`); a request that asks for regions
+ *   (`options.region`, `metadata.region`) only goes to deployments in one of them
  * - `timeout`: per call; the router's default when absent
  * - `dropParams`: request parameters the model refuses (OpenAI's reasoning models refuse
  *   `temperature` other than 1, for one). Absent or `false`: such a request fails with a
@@ -69,7 +85,10 @@ const DropParams = Schema.Union(Schema.Boolean, Schema.Array(Schema.String)).pip
  *   rpm: 500,
  *   maxConcurrent: 20,
  *   tags: ["eu"],
- *   timeout: "30 seconds"
+ *   timeout: "30 seconds",
+ *   contextWindow: 128_000, // requests estimated larger are not sent here
+ *   order: 1, // tier 1: used only when no tier-0 deployment of "fast" is available
+ *   region: "eu-west-1"
  * }
  * @category Schemas
  * @since 0.1.0
@@ -88,6 +107,8 @@ export const DeploymentConfig = Schema.Struct({
   tags: Schema.optional(Schema.Array(Schema.String)),
   pricing: Schema.optional(PricingInput),
   contextWindow: Schema.optional(PositiveInt),
+  order: Schema.optional(NonNegativeInt),
+  region: Schema.optional(NonEmptyString),
   timeout: Schema.optional(PositiveDuration),
   dropParams: Schema.optional(DropParams)
 })
@@ -122,6 +143,10 @@ export interface Deployment {
   readonly tags: ReadonlyArray<string>
   readonly pricing: Pricing | undefined
   readonly contextWindow: number | undefined
+  /** Priority tier, lower first (`undefined`: after every ordered tier). */
+  readonly order?: number | undefined
+  /** Where it runs, for requests that ask for a region. */
+  readonly region?: string | undefined
   readonly timeout: Duration.Duration | undefined
   readonly dropParams?: boolean | ReadonlyArray<string> | undefined
   /** What the provider is called with; built once. */
@@ -240,6 +265,8 @@ export const fromConfig = (
       tags: config.tags ?? [],
       pricing: config.pricing,
       contextWindow: config.contextWindow,
+      order: config.order,
+      region: config.region,
       timeout: config.timeout,
       dropParams: config.dropParams,
       target: {

@@ -239,8 +239,13 @@ export const makeProviderError = (tag: ProviderError["_tag"], fields: ProviderEr
  * Why no deployment of a group could take a request.
  *
  * - `cooling_down`: every deployment is cooling down; `retryAfter` says when the first returns
- * - `over_limits`: every deployment is at its concurrency limit
- * - `none_fits`: no deployment carries the request's tags
+ * - `over_budget`: every deployment is over a budget (`CostMeter` `budgets`): `budget` names the
+ *   one that resets first, `retryAfter` says when
+ * - `over_limits`: every deployment is at one of its limits (`limits` says which:
+ *   `maxConcurrent`, `rpm`, `tpm`); for rpm and tpm, `retryAfter` says when the first has room
+ *   for the request again (absent when none ever can: the request alone is over their tpm)
+ * - `none_fits`: the pre-call filters left no deployment (tags, region, context window: see
+ *   `filtered`), or the selector found none that fits (`Selector.NoFit`)
  *
  * A request that runs out of deployments after upstream failures ends with the last upstream
  * error instead (with every attempt), not with this error.
@@ -248,7 +253,7 @@ export const makeProviderError = (tag: ProviderError["_tag"], fields: ProviderEr
  * @category Models
  * @since 0.1.0
  */
-export type UnavailableReason = "cooling_down" | "over_limits" | "none_fits"
+export type UnavailableReason = "cooling_down" | "over_limits" | "over_budget" | "none_fits"
 
 /**
  * No deployment of the group could take the request right now.
@@ -264,10 +269,50 @@ export class NoDeploymentAvailable extends Data.TaggedError("NoDeploymentAvailab
   readonly group: string
   readonly reason: UnavailableReason
   readonly message: string
-  /** When the first cooling deployment returns. */
+  /**
+   * When the first cooling deployment returns (`cooling_down`), or the first deployment at its
+   * rpm or tpm limit has room for the request (`over_limits`).
+   */
   readonly retryAfter?: Duration.Duration | undefined
+  /** The budget that refused deployments and resets first (`over_budget`), and when it resets (epoch ms). */
+  readonly budget?: { readonly name: string; readonly resetsAt: number } | undefined
+  /** The limits that refused deployments (`over_limits`). */
+  readonly limits?: ReadonlyArray<"maxConcurrent" | "rpm" | "tpm"> | undefined
   readonly attempts?: ReadonlyArray<Attempt> | undefined
+  /** Each deployment the pre-call filters left out, and why (also in `message`). */
+  readonly filtered?: ReadonlyArray<FilteredDeployment> | undefined
 }> {}
+
+/**
+ * A pre-call filter: the request's tags against the deployment's (`tags`, with the `"default"`
+ * rule for untagged requests), the request's regions (`region`), its estimated tokens against
+ * the deployment's `contextWindow` (`context_window`).
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export type PreCallFilter = "tags" | "region" | "context_window"
+
+/**
+ * A deployment the pre-call filters left out of a request, and why.
+ *
+ * @example
+ * import type { Errors } from "effect-llm-router"
+ * const out: Errors.FilteredDeployment = {
+ *   deploymentId: "gpt-small",
+ *   filters: ["context_window"],
+ *   reason: "context window 8192 < 9000 estimated tokens"
+ * }
+ * @category Models
+ * @since 0.1.0
+ */
+export interface FilteredDeployment {
+  readonly deploymentId: string
+  /** The filters that refused it. */
+  readonly filters: ReadonlyArray<PreCallFilter>
+  /** Why, in words: `lacks tag eu`, `region us-east-1, asked eu-west-1`... (`; ` between several). */
+  readonly reason: string
+}
 
 /**
  * The request asked for a model group the router does not know.

@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Stream from "effect/Stream"
@@ -326,14 +326,22 @@ export const ResponseFormat = Schema.Union(
 export type ResponseFormat = typeof ResponseFormat.Type
 
 /**
- * Routing metadata of a request. `tags` restrict the request to deployments carrying every
- * listed tag and are the keys spend is kept under.
+ * Routing metadata of a request (never sent upstream). `tags` restrict the request to
+ * deployments carrying every listed tag and are the keys spend is kept under; `region` (one or
+ * a list) restricts it to deployments whose `region` is one of them, unless `options.region`
+ * says otherwise.
  *
+ * @example
+ * import type { Provider } from "effect-llm-router"
+ * const metadata: Provider.RequestMetadata = { tags: ["team-a"], region: "eu-west-1" }
  * @category Schemas
  * @since 0.1.0
  */
 export const RequestMetadata = Schema.Struct(
-  { tags: Schema.optional(Schema.Array(Schema.String)) },
+  {
+    tags: Schema.optional(Schema.Array(Schema.String)),
+    region: Schema.optional(Schema.Union(Schema.String, Schema.Array(Schema.String)))
+  },
   Schema.Record({ key: Schema.String, value: Schema.Unknown })
 )
 /**
@@ -689,7 +697,73 @@ export interface Provider {
   readonly chat: (request: ChatRequest, target: Target) => Effect.Effect<ChatResponse, ProviderError>
   readonly stream: (request: ChatRequest, target: Target) => Stream.Stream<ChatChunk, ProviderError>
   readonly embed: (request: EmbeddingRequest, target: Target) => Effect.Effect<EmbeddingResponse, ProviderError>
+  /**
+   * The cheapest call that says whether the target's deployment is up: the router's health
+   * checks (`Router.Config.healthCheck`, off by default) run it every interval per deployment.
+   * It succeeds when the deployment answered; it fails with the {@link ProviderError} a call
+   * would get (mapped the same way: a refused key is `Authentication`, a 5xx `ServerError`),
+   * since the router judges a failed probe as it judges a failed call; its errors never carry
+   * the key. It uses the target's key and base URL. `target.timeout` is the probe's timeout: the
+   * router cuts the probe then (a second later, as a backstop, when the provider says it
+   * `enforcesTimeout`: it should then end the probe by `target.timeout` itself, with a
+   * `Timeout`). The built-in providers define one (OpenAI-compatible: `GET {apiBase}/models`;
+   * Anthropic: `GET /v1/models/{model}`); a provider without one is not probed (wrap it with
+   * {@link withChatHealthCheck} to probe it with a one-token chat).
+   */
+  readonly healthCheck?: ((target: Target) => Effect.Effect<void, ProviderError>) | undefined
 }
+
+/**
+ * The request of a chat health check: one short user message, at most one token of answer.
+ *
+ * @example
+ * import { Provider } from "effect-llm-router"
+ * Provider.healthCheckRequest("gpt-4o-mini") // { model: "gpt-4o-mini", messages: [{ role: "user", content: "ping" }], max_tokens: 1 }
+ * @category Health checks
+ * @since 0.1.0
+ */
+export const healthCheckRequest = (model: string): ChatRequest => ({
+  model,
+  messages: [{ role: "user", content: "ping" }],
+  max_tokens: 1
+})
+
+/**
+ * A health check made of the provider's own chat: {@link healthCheckRequest} (one token of
+ * answer) to the target's model. It costs a few tokens per probe; in exchange it proves the
+ * model itself answers, not only the server. An answer the upstream refuses as a bad request
+ * still proves the deployment alive (the router judges it so, as it does for calls).
+ *
+ * @example
+ * import { Provider } from "effect-llm-router"
+ * declare const custom: Provider.Provider
+ * const probed: Provider.Provider = { ...custom, healthCheck: Provider.chatHealthCheck(custom) }
+ * @category Health checks
+ * @since 0.1.0
+ */
+export const chatHealthCheck = (provider: Provider) => (target: Target): Effect.Effect<void, ProviderError> =>
+  Effect.asVoid(provider.chat(healthCheckRequest(target.model), target))
+
+/**
+ * The provider, with a {@link chatHealthCheck} as its `healthCheck` (replacing any it had): for
+ * providers that define none, so that the router's health checks probe their deployments.
+ * The provider's methods are called on the provider itself.
+ *
+ * @example
+ * import { Provider } from "effect-llm-router"
+ * declare const custom: Provider.Provider
+ * const probed = Provider.withChatHealthCheck(custom)
+ * @category Health checks
+ * @since 0.1.0
+ */
+export const withChatHealthCheck = (provider: Provider): Provider => ({
+  name: provider.name,
+  enforcesTimeout: provider.enforcesTimeout,
+  chat: (request, target) => provider.chat(request, target),
+  stream: (request, target) => provider.stream(request, target),
+  embed: (request, target) => provider.embed(request, target),
+  healthCheck: chatHealthCheck(provider)
+})
 
 /**
  * Whether a value is a {@link Provider} (used to validate deployment config).
@@ -705,4 +779,5 @@ export const isProvider = (u: unknown): u is Provider =>
   typeof (u as Provider).name === "string" &&
   typeof (u as Provider).chat === "function" &&
   typeof (u as Provider).stream === "function" &&
-  typeof (u as Provider).embed === "function"
+  typeof (u as Provider).embed === "function" &&
+  ((u as Provider).healthCheck === undefined || typeof (u as Provider).healthCheck === "function")

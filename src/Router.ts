@@ -8,6 +8,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Cooldown from "./Cooldown.js"
 import * as CostMeter from "./CostMeter.js"
@@ -89,8 +90,17 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
  * - `timeout`: per attempt (for streams: until the first content chunk)
  * - `deadline`: the whole request, retries, waits and fallbacks included (for streams: until
  *   the first content chunk); when it passes the request fails with `Timeout`
- * - `tags`: tags the deployment must carry, on top of `metadata.tags`
+ * - `tags`: tags the deployment must carry, on top of `metadata.tags` (a list: all of them), or
+ *   `{ all?, any?, exclude? }` (see {@link TagFilter}): every tag of `all`, at least one of
+ *   `any`, none of `exclude`. A request with no tag to carry (neither `metadata.tags`, `all` nor
+ *   `any`) goes, in a group where some deployment is tagged `"default"`, only to those
+ * - `region`: a region or a list of them: only deployments whose `region` is one of them (a
+ *   deployment without a `region` is never in one). Takes the place of `metadata.region`
  * - `deployment`: only this deployment (by id); the request's `model` must be its group
+ * - `waitForCapacity`: when every deployment of a group is at its limits (rpm, tpm,
+ *   `maxConcurrent`), wait for room, at most this long in all, instead of failing at once with
+ *   `NoDeploymentAvailable` (`over_limits`): until the rpm or tpm window has room, or for a
+ *   concurrency slot, 50 ms at a time. Waits count against the `deadline`
  * - `hedge`: `false` turns the router's hedging off for this request; `{ delay, maxHedges? }`
  *   hedges this request (see `Hedge.RequestHedge`: its hedges draw on the budget of the
  *   context's or the router's `Hedge` when there is one)
@@ -117,6 +127,11 @@ export type RoutedChunk = ChatChunk & { readonly route?: RouteInfo | undefined }
  * const fastestGroup = Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] }, { race: ["smart"] })
  * // a hedge after 400 ms if the first attempt has not answered
  * const hedged = Router.chat({ model: "fast", messages: [{ role: "user", content: "Hi" }] }, { hedge: { delay: "400 millis" } })
+ * // an EU deployment, tagged "gpu" or "tpu", never one tagged "preview"
+ * const placed = Router.chat(
+ *   { model: "fast", messages: [{ role: "user", content: "Hi" }] },
+ *   { region: ["eu-west-1", "eu-central-1"], tags: { any: ["gpu", "tpu"], exclude: ["preview"] } }
+ * )
  * @category Options
  * @since 0.1.0
  */
@@ -125,11 +140,35 @@ export interface RequestOptions {
   readonly fallbacks?: ReadonlyArray<string> | false | undefined
   readonly timeout?: Duration.DurationInput | undefined
   readonly deadline?: Duration.DurationInput | undefined
-  readonly tags?: ReadonlyArray<string> | undefined
+  readonly tags?: ReadonlyArray<string> | TagFilter | undefined
+  readonly region?: string | ReadonlyArray<string> | undefined
   readonly deployment?: string | undefined
   readonly hedge?: boolean | RequestHedge | undefined
   readonly race?: number | ReadonlyArray<string> | undefined
   readonly contentFilterIsError?: boolean | undefined
+  readonly waitForCapacity?: Duration.DurationInput | undefined
+}
+
+/**
+ * The tags a request asks of a deployment (`options.tags`), each part optional and all of them
+ * applying together:
+ *
+ * - `all`: the deployment carries every one (what a plain list of tags means); they join
+ *   `metadata.tags`, and they are the tags the request's spend is kept under
+ * - `any`: the deployment carries at least one
+ * - `exclude`: the deployment carries none
+ *
+ * @example
+ * import type { Router } from "effect-llm-router"
+ * // an EU deployment, on a GPU or a TPU, and not a preview one
+ * const tags: Router.TagFilter = { all: ["eu"], any: ["gpu", "tpu"], exclude: ["preview"] }
+ * @category Options
+ * @since 0.1.0
+ */
+export interface TagFilter {
+  readonly all?: ReadonlyArray<string> | undefined
+  readonly any?: ReadonlyArray<string> | undefined
+  readonly exclude?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -178,6 +217,8 @@ export class Router extends Context.Tag("effect-llm-router/Router")<Router, Serv
  *   answer maps to (say, a 409 that should not be retried), give the provider `errorRules`
  * - `contentFilterIsError`: a reply that finishes with `content_filter` is a `ContentPolicy`
  *   error (it takes the content-policy fallback, as LiteLLM does). Default false
+ * - `healthCheck`: background probes of every deployment, every `interval` (see
+ *   {@link HealthCheck}). Off by default
  *
  * @example
  * import { Router } from "effect-llm-router"
@@ -198,15 +239,59 @@ export interface Config {
   readonly timeout?: Duration.DurationInput
   readonly classification?: ClassificationOverrides
   readonly contentFilterIsError?: boolean
+  readonly healthCheck?: HealthCheck
 }
 
 /**
- * Builds the router from its config and the routing services in context.
+ * Health checks: a background probe of each deployment every `interval`, so that deployments
+ * without traffic stay known and one that recovered comes back without waiting for a live
+ * request to find out.
+ *
+ * - `interval`: between two probes of a deployment (probes of a deployment run at a fixed
+ *   rate; a probe that overruns delays the next, never stacks up)
+ * - `timeout`: a probe that has not answered by then fails with `Timeout` (for a provider that
+ *   `enforcesTimeout`, the router's own cut comes a second later). Default: the interval, at
+ *   most 30 seconds
+ *
+ * A probe is the provider's `healthCheck` (OpenAI-compatible: `GET {apiBase}/models`;
+ * Anthropic: `GET /v1/models/{model}`; a provider without one, say your own, is not probed:
+ * see `Provider.withChatHealthCheck`), with the deployment's key and base URL. The first runs
+ * when the router is built. Each is recorded as a call would be: its time is a latency sample
+ * for the selector (a model listing answers faster than a generation: a deployment known only
+ * from its probes looks as fast as its server answers), a failure counts toward the breaker
+ * (`Cooldown`) under the error classification calls use, and a success closes a circuit that
+ * was open: once a deployment's cooldown is over, the next probe takes its half-open probe, so
+ * it comes back without a live request taking the risk. A probe takes a lease like a call, but
+ * only on a deployment with nothing in flight (a busy deployment is known from its traffic, and
+ * keeps its `maxConcurrent` slots), whose circuit lets calls through (a probe never cuts a
+ * cooldown short) and that is below its `rpm` (a probe counts as a request there); otherwise
+ * that tick is skipped.
+ *
+ * The probes run in the scope the router is built in: closing `Router.layer`'s scope (or the
+ * `Scope` given to `Router.make`) interrupts them, a probe in flight included.
+ * Every router (every app instance) probes on its own, also over a shared store. Failed probes
+ * are logged at debug level (never with the key).
+ *
+ * @example
+ * import { Router } from "effect-llm-router"
+ * declare const deployments: Router.Config["deployments"]
+ * const config: Router.Config = { deployments, healthCheck: { interval: "30 seconds", timeout: "5 seconds" } }
+ * @category Options
+ * @since 0.1.0
+ */
+export interface HealthCheck {
+  readonly interval: Duration.DurationInput
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Builds the router from its config and the routing services in context. Its health checks,
+ * when configured, run in the given scope (closing it stops them).
  *
  * @example
  * import { Router } from "effect-llm-router"
  * declare const config: Router.Config
- * const router = Router.make(config) // Effect<Service, InvalidConfig, Selector | RetrySchedule | ...>
+ * const router = Router.make(config) // Effect<Service, InvalidConfig, Selector | RetrySchedule | ... | Scope>
  * @category Constructors
  * @since 0.1.0
  */
@@ -221,6 +306,7 @@ export const make: (
   | Fallback.Fallback
   | CostMeter.CostMeter
   | RouterState.RouterState
+  | Scope.Scope
 > = internal.make
 
 /**
@@ -256,7 +342,7 @@ export const layer = (
   | Fallback.Fallback
   | CostMeter.CostMeter
   | RouterState.RouterState
-> => Layer.effect(Router, make(config))
+> => Layer.scoped(Router, make(config))
 
 /**
  * LiteLLM-like routing policies over the `RouterState` store in context: weighted random

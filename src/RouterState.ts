@@ -118,6 +118,8 @@ export interface Outcome {
   readonly firstTokenMs?: number | undefined
   readonly outputTokens?: number | undefined
   readonly tokens: number
+  /** Dollars the call cost, for the budgets its lease charged (absent: nothing known, 0). */
+  readonly cost?: number | undefined
 }
 
 /**
@@ -151,7 +153,9 @@ export class StoreError extends Data.TaggedError("StoreError")<{
 /**
  * What a reservation says of one deployment: take it (`"take"`), take it only when no other
  * can be (`"fallback"`: the deployment the request just failed on, one it already waits on),
- * or why not.
+ * or why not: `"untagged"` covers every pre-call filter (the request's tags, region, context
+ * window), `"excluded"` a deployment the request must not go back to, `"full"` one at its
+ * concurrency limit, `"cooling"` one cooling down or that asked the request to wait.
  *
  * @category Models
  * @since 0.1.0
@@ -179,7 +183,41 @@ export interface Reservation {
   readonly claim: (record: CooldownRecord, now: number) => CooldownRecord | undefined
   /** How long the slot is held unless renewed, in ms. */
   readonly ttlMs: number
+  /**
+   * The request's estimated tokens (prompt and most output), held against the deployment's
+   * `tpm` from the take until the call completes with its actual tokens. Absent: 0.
+   */
+  readonly tokens?: number | undefined
+  /**
+   * The budgets a call on `deployment` would charge, with its estimated cost (`undefined` or
+   * empty: none). The store holds each charge from the take until the call completes: a
+   * deployment is refused when a budget's spend in its current period, plus what calls in
+   * flight hold, plus this charge, would pass the budget's limit.
+   */
+  readonly charges?: ((deployment: Deployment) => ReadonlyArray<BudgetCharge> | undefined) | undefined
 }
+
+/**
+ * One budget a call charges: the budget's `key` (its name), its `limit` in dollars per
+ * `period` (calendar periods in UTC, on the store's clock), and the call's estimated cost.
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export interface BudgetCharge {
+  readonly key: string
+  readonly limit: number
+  readonly period: BudgetPeriod
+  readonly amount: number
+}
+
+/**
+ * A budget's period: a calendar minute, hour, day or month, in UTC.
+ *
+ * @category Models
+ * @since 0.1.0
+ */
+export type BudgetPeriod = "minute" | "hour" | "day" | "month"
 
 /**
  * A slot taken on a deployment: held until completed, or until it expires (`ttlMs` after it
@@ -208,11 +246,25 @@ export interface Lease {
  * @since 0.1.0
  */
 export class Unreserved extends Data.TaggedClass("Unreserved")<{
+  /** Deployments the request's pre-call filters refused (tags, region, context window). */
   readonly untagged: number
   readonly excluded: number
   readonly cooling: number
   readonly full: number
+  /** Deployments at their `rpm` limit (calls started over the rolling minute). */
+  readonly rpm: number
+  /** Deployments whose `tpm` limit the request's tokens would pass. */
+  readonly tpm: number
   readonly firstBack: number | undefined
+  /**
+   * When the first deployment refused for its rpm or tpm limit has room for the request (epoch
+   * ms); `undefined` when none can ever (the request alone is over their tpm) or none was.
+   */
+  readonly capacityBack: number | undefined
+  /** Deployments refused because a budget they charge has no room for the call. */
+  readonly budget: number
+  /** The budget that refused the first of them (its key), and when its period ends (epoch ms). */
+  readonly budgetRefusal: { readonly key: string; readonly resetsAt: number } | undefined
 }> {}
 
 /**
@@ -224,6 +276,15 @@ export class Unreserved extends Data.TaggedClass("Unreserved")<{
  *   together, so limits and least-busy choices hold under concurrency (and, for a shared
  *   store, across processes). A selector that suspends is re-checked at the take: limits always
  *   hold, the choice may then be a step stale.
+ * - The store holds each deployment's limits itself, after `admit` accepts it and again at the
+ *   take: `maxConcurrent` (leases held), `rpm` (calls started over the rolling minute: any 60 s
+ *   interval, never more) and `tpm` (tokens of the calls started over the rolling minute, each
+ *   counted at its `reservation.tokens` estimate from the take, then at its outcome's actual
+ *   `tokens` once it succeeds with a usage). A deployment at a limit is refused and counted in
+ *   `Unreserved`, with when capacity returns.
+ * - Budgets: a call's `reservation.charges` are held from the take (a deployment a budget has
+ *   no room for is refused) until it completes, when the budgets are charged its
+ *   `outcome.cost` instead; an expired lease's holds are released.
  * - A lease is held until `complete`d or until it expires; `renew` extends it.
  * - Every operation can fail with {@link StoreError}.
  *

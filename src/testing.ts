@@ -14,12 +14,12 @@
  */
 
 /**
- * A scriptable fake provider: replies, usage, latency, failures, streams, embeddings, per
- * deployment, with every call recorded.
+ * A scriptable fake provider: replies, usage, latency, failures, streams, embeddings, health
+ * checks, per deployment, with every call and probe recorded.
  *
  * @example
  * import { FakeProvider } from "effect-llm-router/testing"
- * const fake = FakeProvider.unsafeMake({ failure: { first: 2, error: 503 } })
+ * const fake = FakeProvider.unsafeMake({ failure: { first: 2, error: 503 }, health: { latency: "50 millis" } })
  * @since 0.1.0
  */
 export * as FakeProvider from "./providers/Fake.js"

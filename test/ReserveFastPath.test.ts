@@ -126,7 +126,7 @@ describe("RouterState.makeMemory: fast admission (takesAvailable)", () => {
       const none = fast()
       const refused = yield* Effect.flip(store.reserve(none.reservation))
       expect(none.offered).toEqual([])
-      expect(refused).toEqual(new RouterState.Unreserved({ untagged: 0, excluded: 0, cooling: 2, full: 1, firstBack: now + 10_000 }))
+      expect(refused).toEqual(new RouterState.Unreserved({ untagged: 0, excluded: 0, cooling: 2, full: 1, rpm: 0, tpm: 0, firstBack: now + 10_000, capacityBack: undefined, budget: 0, budgetRefusal: undefined }))
       // d2's cooldown runs out, d1's slot is given back: both are admitted again (d0 still probing)
       yield* TestClock.adjust("10 seconds")
       yield* store.complete(held, undefined)

@@ -34,7 +34,9 @@ import type {
   ToolCallDelta,
   Usage
 } from "../Provider.js"
+import { healthCheckRequest } from "../Provider.js"
 import * as ErrorMapping from "../ErrorMapping.js"
+import * as HealthHttp from "./healthHttp.js"
 import * as Http from "./http.js"
 
 // ---------------------------------------------------------------------------
@@ -829,6 +831,12 @@ export const messagesUrl = (base: string): string => {
   return /\/v1$/.test(trimmed) ? `${trimmed}/messages` : `${trimmed}/v1/messages`
 }
 
+/** `<base>/v1/models/<model>` (Anthropic's "get a model"), accepting a base that ends with `/v1`. */
+export const modelUrl = (base: string, model: string): string => {
+  const trimmed = base.replace(/\/+$/, "")
+  return `${/\/v1$/.test(trimmed) ? trimmed : `${trimmed}/v1`}/models/${encodeURIComponent(model)}`
+}
+
 const isEnd = (event: Sse.Event): boolean =>
   event.event === "message_stop" || (event.event === "message" && /"type"\s*:\s*"message_stop"/.test(event.data))
 
@@ -836,6 +844,8 @@ const isEnd = (event: Sse.Event): boolean =>
 interface Prepared {
   readonly endpoint: Http.Endpoint
   readonly url: string
+  /** The deployment's model, which the health check GETs. */
+  readonly modelUrl: string
   /** Parameters the deployment drops (its `dropParams` list), whatever the request. */
   readonly dropped: ReadonlyArray<keyof ChatRequest> | undefined
 }
@@ -855,10 +865,11 @@ const adapt = (request: ChatRequest, target: Target, dropped: Prepared["dropped"
 
 export const make = (options: Options = {}): Effect.Effect<Provider, Errors.InvalidConfig, HttpClient.HttpClient> =>
   Effect.gen(function*() {
-    if (options.errorRules !== undefined) {
-      const issues = Http.checkRules(options.errorRules, "errorRules")
-      if (issues.length > 0) return yield* Effect.fail(Errors.InvalidConfig.fromIssues(issues))
-    }
+    const issues = [
+      ...(options.errorRules === undefined ? [] : Http.checkRules(options.errorRules, "errorRules")),
+      ...HealthHttp.checkOption(options.healthCheck)
+    ]
+    if (issues.length > 0) return yield* Effect.fail(Errors.InvalidConfig.fromIssues(issues))
     const client = yield* HttpClient.HttpClient
     const name = options.name ?? "anthropic"
     const envKey = options.apiKey !== undefined ? undefined : yield* Config.redacted("ANTHROPIC_API_KEY").pipe(
@@ -896,9 +907,11 @@ export const make = (options: Options = {}): Effect.Effect<Provider, Errors.Inva
       const dropped = Array.isArray(target.dropParams)
         ? (target.dropParams as ReadonlyArray<string>).filter((param) => !essential.has(param)) as ReadonlyArray<keyof ChatRequest>
         : undefined
+      const base = target.apiBase ?? options.apiBase ?? DEFAULT_API_BASE
       return Either.right({
         endpoint,
-        url: messagesUrl(target.apiBase ?? options.apiBase ?? DEFAULT_API_BASE),
+        url: messagesUrl(base),
+        modelUrl: modelUrl(base, target.model),
         dropped: dropped !== undefined && dropped.length > 0 ? dropped : undefined
       })
     }
@@ -975,5 +988,22 @@ export const make = (options: Options = {}): Effect.Effect<Provider, Errors.Inva
     const embed = (_request: EmbeddingRequest, target: Target): Effect.Effect<EmbeddingResponse, Errors.ProviderError> =>
       Effect.fail(badRequest(target, "anthropic has no embeddings endpoint"))
 
-    return { name, enforcesTimeout: true, chat, stream, embed } satisfies Provider
+    // The deployment's model (the key, the server and the model id, cheaply), a one-token chat, or none.
+    const healthCheck: Provider["healthCheck"] = options.healthCheck === false
+      ? undefined
+      : options.healthCheck === "chat"
+      ? (target) => Effect.asVoid(chat(healthCheckRequest(target.model), target))
+      : (target) =>
+        Effect.suspend(() => {
+          const p = prepared(target)
+          if (Either.isLeft(p)) return Effect.fail(p.left)
+          return HealthHttp.get(client, p.right.endpoint, {
+            url: p.right.modelUrl,
+            timeout: target.timeout ?? optionTimeout ?? DEFAULT_TIMEOUT
+          })
+        })
+
+    return healthCheck === undefined
+      ? { name, enforcesTimeout: true, chat, stream, embed } satisfies Provider
+      : { name, enforcesTimeout: true, chat, stream, embed, healthCheck } satisfies Provider
   })

@@ -7,19 +7,24 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import type { Cooldown } from "../Cooldown.js"
 import type { Deployment } from "../Deployment.js"
 import { NoDeploymentAvailable, type ProviderError, Timeout } from "../Errors.js"
 import type { Admission, DeploymentStats, Lease, StoreError, Unreserved } from "../RouterState.js"
+import type { MeteredUsage } from "../CostMeter.js"
 import type { ChatChunk, ChatRequest, Target, Usage } from "../Provider.js"
-import type { SelectionRequest } from "../Selector.js"
-import { hasTags } from "./engine.js"
+import type { Candidate, SelectionRequest } from "../Selector.js"
+import type { Engine } from "./engine.js"
+import { byTier, explainAll, type Filter, filterIn, fits, tokensOf } from "./filters.js"
 import { meter, nowMs, type RequestContext } from "./request.js"
 import { type FastReservation, takesAvailable } from "./state.js"
+import { maxOutputTokens, promptTokens } from "./tokens.js"
 
 /**
  * Builds an error without capturing a stack trace: the router's own errors carry their facts,
@@ -37,20 +42,34 @@ const withoutStack = <A>(build: () => A): A => {
 }
 
 /** Why nothing of the group could take the request, as the typed error. */
-const unavailable = (group: string, size: number, counts: Unreserved, ctx: RequestContext) =>
-  withoutStack(() => unavailableError(group, size, counts, ctx))
+const unavailable = (group: string, pool: ReadonlyArray<Deployment>, filter: Filter | undefined, counts: Unreserved, ctx: RequestContext) =>
+  withoutStack(() => unavailableError(group, pool, filter, counts, ctx))
 
-const unavailableError = (group: string, size: number, counts: Unreserved, ctx: RequestContext) => {
-  if (counts.untagged === size) {
+const unavailableError = (group: string, pool: ReadonlyArray<Deployment>, filter: Filter | undefined, counts: Unreserved, ctx: RequestContext) => {
+  // Which deployments the pre-call filters left out, and why: worked out again over the pool,
+  // here only, so that admission stays a yes or no.
+  const explained = counts.untagged > 0 && filter !== undefined ? explainAll(filter, pool) : undefined
+  if (counts.untagged === pool.length) {
     return new NoDeploymentAvailable({
       group,
       reason: "none_fits",
-      message: `no deployment of "${group}" available: none carries every tag of [${ctx.tags.join(", ")}]`
+      message: `no deployment of "${group}" fits the request: ${explained?.text ?? "all filtered out"}`,
+      filtered: explained?.filtered
     })
   }
   const back = counts.firstBack === undefined ? undefined : Math.max(0, counts.firstBack - ctx.clock.unsafeCurrentTimeMillis())
   const parts: Array<string> = []
   if (counts.full > 0) parts.push(`${counts.full} at their concurrency limit`)
+  const rated = counts.rpm + counts.tpm
+  const now = ctx.clock.unsafeCurrentTimeMillis()
+  const capacityIn = counts.capacityBack === undefined ? undefined : Math.max(0, counts.capacityBack - now)
+  if (counts.rpm > 0) parts.push(`${counts.rpm} at their rpm limit`)
+  if (counts.tpm > 0) parts.push(`${counts.tpm} without room under their tpm limit for the request's ~${ctx.tokens ?? 0} tokens`)
+  if (rated > 0) parts.push(capacityIn === undefined ? "none of them will ever have room for it" : `the first has room in ${Math.ceil(capacityIn)} ms`)
+  const budget = counts.budgetRefusal === undefined ? undefined : { name: counts.budgetRefusal.key, resetsAt: counts.budgetRefusal.resetsAt }
+  if (budget !== undefined) {
+    parts.push(`${counts.budget} over budget ("${budget.name}" resets at ${new Date(budget.resetsAt).toISOString()})`)
+  }
   if (counts.cooling > 0) {
     parts.push(
       back === undefined
@@ -59,15 +78,35 @@ const unavailableError = (group: string, size: number, counts: Unreserved, ctx: 
     )
   }
   if (counts.excluded > 0) parts.push(`${counts.excluded} already failed this request`)
-  if (counts.untagged > 0) parts.push(`${counts.untagged} without every tag of [${ctx.tags.join(", ")}]`)
+  if (counts.untagged > 0) parts.push(`${counts.untagged} filtered out: ${explained?.text ?? "by the request's filters"}`)
   // Only deployments this request already failed on are left: the caller gets the upstream's
   // error instead of this one (`finalError`), so the reason is moot.
-  const reason = counts.full > 0 ? "over_limits" : counts.cooling > 0 ? "cooling_down" : "none_fits"
+  const reason = counts.full > 0 || rated > 0
+    ? "over_limits"
+    : counts.cooling > 0
+    ? "cooling_down"
+    : budget !== undefined
+    ? "over_budget"
+    : "none_fits"
+  const limits: Array<"maxConcurrent" | "rpm" | "tpm"> = []
+  if (counts.full > 0) limits.push("maxConcurrent")
+  if (counts.rpm > 0) limits.push("rpm")
+  if (counts.tpm > 0) limits.push("tpm")
+  const retryAfter = reason === "cooling_down"
+    ? back
+    : reason === "over_limits" && counts.full === 0
+    ? capacityIn
+    : reason === "over_budget"
+    ? Math.max(0, budget!.resetsAt - now)
+    : undefined
   return new NoDeploymentAvailable({
     group,
     reason,
     message: `no deployment of "${group}" available: ${parts.length === 0 ? "none admitted" : parts.join(", ")}`,
-    retryAfter: reason === "cooling_down" && back !== undefined ? Duration.millis(back) : undefined
+    retryAfter: retryAfter === undefined ? undefined : Duration.millis(retryAfter),
+    limits: limits.length === 0 ? undefined : limits,
+    budget: reason === "over_budget" ? budget : undefined,
+    filtered: explained?.filtered
   })
 }
 
@@ -88,12 +127,13 @@ const excluded: Admission = { refused: "excluded" }
 const full: Admission = { refused: "full" }
 
 /**
- * What the request says of a deployment: not one without its tags, one it must not go back to,
- * one cooling down (or that asked it to wait), one at its concurrency limit; the one it just
- * failed on, or already waits on, only when no other can take it.
+ * What the request says of a deployment: not one its pre-call filters refuse (`filter`: tags,
+ * region, context window; counted as `"untagged"`), one it must not go back to, one cooling down
+ * (or that asked it to wait), one at its concurrency limit; the one it just failed on, or
+ * already waits on, only when no other can take it.
  */
-const admit = (ctx: RequestContext, d: Deployment, stats: DeploymentStats, now: number): Admission => {
-  if (ctx.tags.length > 0 && !hasTags(d, ctx.tags)) return untagged
+const admit = (ctx: RequestContext, d: Deployment, stats: DeploymentStats, now: number, filter: Filter | undefined): Admission => {
+  if (filter !== undefined && !fits(filter, d)) return untagged
   if (ctx.excluded !== undefined && ctx.excluded.has(d.id)) return excluded
   const circuit = stats.cooldown
   if (!ctx.policies.cooldown.isAvailable(circuit, now)) {
@@ -109,15 +149,23 @@ const admit = (ctx: RequestContext, d: Deployment, stats: DeploymentStats, now: 
 /**
  * Whether `admit` answers `"take"` for every deployment whose circuit the cooldown policy says
  * is available and that is below its `maxConcurrent` (the store's `takesAvailable` promise):
- * so it does when the request has no tags, no exclusions, no retry-after holds, no last failure
- * and no attempt in flight, since nothing else can refuse a deployment or make it a fallback.
+ * so it does when no pre-call filter applies in the group (`filterIn` is `undefined`: checked by
+ * the caller), and the request has no exclusions, no retry-after holds, no last failure and no
+ * attempt in flight, since nothing else can refuse a deployment or make it a fallback.
  */
 const takesEveryAvailable = (ctx: RequestContext): boolean =>
-  ctx.tags.length === 0 &&
   ctx.lastFailed === undefined &&
   (ctx.excluded === undefined || ctx.excluded.size === 0) &&
   (ctx.notBefore === undefined || ctx.notBefore.size === 0) &&
   (ctx.inFlight === undefined || ctx.inFlight.size === 0)
+
+/** The budgets a call of this request on a deployment charges (the meter's), `undefined` without any. */
+const chargesOf = (ctx: RequestContext) => {
+  const charges = ctx.policies.meter.charges
+  if (charges === undefined) return undefined
+  const estimate = { promptTokens: promptTokens(ctx.request), outputTokens: maxOutputTokens(ctx.request) }
+  return (d: Deployment) => charges(d, ctx.tags, estimate)
+}
 
 /**
  * How long an attempt's lease in `group` lasts: the longest call timeout there (or the
@@ -149,16 +197,21 @@ export const choose = (
 ): Effect.Effect<Lease, NoDeploymentAvailable> => {
   const pool = poolOf(ctx, group)
   const { cooldown, selector } = ctx.policies
+  const traits = ctx.engine.traits.get(group)
+  const filter = filterIn(ctx, group, traits)
+  const pick = (candidates: ReadonlyArray<Candidate>) => restore(selector.pick(candidates, selection))
   const reservation: FastReservation = {
     deployments: pool,
-    admit: (d, stats, now) => admit(ctx, d, stats, now),
-    pick: (candidates) => restore(selector.pick(candidates, selection)),
+    admit: (d, stats, now) => admit(ctx, d, stats, now, filter),
+    pick: traits !== undefined && traits.tiers ? byTier(pick) : pick,
     claim: cooldown.claim,
     ttlMs: leaseTtl(ctx, group),
-    [takesAvailable]: takesEveryAvailable(ctx) ? cooldown : undefined
+    tokens: ctx.engine.rated.has(group) ? tokensOf(ctx) : undefined,
+    charges: chargesOf(ctx),
+    [takesAvailable]: filter === undefined && takesEveryAvailable(ctx) ? cooldown : undefined
   }
   return Effect.catchTags(ctx.engine.state.reserve(reservation), {
-    Unreserved: (counts) => Effect.fail(unavailable(group, pool.length, counts, ctx)),
+    Unreserved: (counts) => Effect.fail(unavailable(group, pool, filter, counts, ctx)),
     NoFit: (noFit) =>
       Effect.fail(withoutStack(() =>
         new NoDeploymentAvailable({ group, reason: "none_fits", message: `no deployment of "${group}" fits: ${noFit.message}` })
@@ -177,9 +230,8 @@ export const quietly = (effect: Effect.Effect<void, StoreError>): Effect.Effect<
 
 /**
  * Records a finished call everywhere it counts: the request's attempts, the lease's deployment
- * in the store (the slot back, its latency samples: the whole call, or for a stream its first
- * content `firstContentMs` after it started), the breaker. An interrupted call is `cancelled`
- * and judges nothing.
+ * in the store and the breaker (`recordOutcome`). An interrupted call is `cancelled` and judges
+ * nothing.
  *
  * @internal
  */
@@ -190,13 +242,13 @@ export const settle = (
   circuitClosed: boolean,
   exit: Exit.Exit<unknown, ProviderError>,
   kind: "call" | "stream",
-  usage: { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined,
+  usage: (MeteredUsage & { readonly total_tokens: number }) | undefined,
   firstContentMs?: number | undefined
 ): Effect.Effect<void> => {
   const d = lease.deployment
   const latencyMs = nowMs(ctx.clock) - startedMs
-  const { cooldown } = ctx.policies
-  const state = ctx.engine.state
+  const engine = ctx.engine
+  const cooldown = ctx.policies.cooldown
   ctx.providerMs += latencyMs
   ctx.groupAttempts++
   if (Exit.isSuccess(exit)) {
@@ -205,30 +257,67 @@ export const settle = (
         ? { deploymentId: d.id, group: d.group, outcome: "won", latencyMs }
         : { deploymentId: d.id, group: d.group, outcome: "won", latencyMs, firstContentMs }
     )
+    // what the budgets its lease holds are charged
+    const cost = usage !== undefined && ctx.policies.meter.charges !== undefined ? ctx.policies.meter.cost(d, usage) : undefined
+    return recordOutcome(engine, cooldown, lease, circuitClosed, "success", kind, latencyMs, usage, firstContentMs, cost)
+  }
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) {
+    ctx.attempts.push({ deploymentId: d.id, group: d.group, outcome: "cancelled", latencyMs })
+    return recordOutcome(engine, cooldown, lease, circuitClosed, "cancelled", kind, latencyMs, undefined, firstContentMs)
+  }
+  const error = failure.value
+  const now = ctx.clock.unsafeCurrentTimeMillis()
+  ctx.attempts.push({ deploymentId: d.id, group: d.group, outcome: "failed", error: error._tag, latencyMs })
+  ctx.lastFailed = d.id
+  ctx.lastUpstream = error
+  if (engine.table[error._tag].retry === "elsewhere") (ctx.excluded ??= new Set()).add(d.id)
+  if (error.retryAfter !== undefined) (ctx.notBefore ??= new Map()).set(d.id, now + Duration.toMillis(error.retryAfter))
+  return recordOutcome(engine, cooldown, lease, circuitClosed, error, kind, latencyMs, undefined, firstContentMs)
+}
+
+/**
+ * Records how a call on `lease` ended, in the store (the slot back, the latency samples: the
+ * whole call, or for a stream its first content `firstContentMs` after it started) and in the
+ * breaker: what `settle` records beyond the request's own bookkeeping, and all that a health
+ * probe records (`health.ts`). `ended` is `"success"`, `"cancelled"` (interrupted: it judges
+ * nothing) or the error the call failed with. `circuitClosed`: the circuit was closed when the
+ * call began (a success then changes nothing in the breaker).
+ *
+ * @internal
+ */
+export const recordOutcome = (
+  engine: Engine,
+  cooldown: Context.Tag.Service<Cooldown>,
+  lease: Lease,
+  circuitClosed: boolean,
+  ended: "success" | "cancelled" | ProviderError,
+  kind: "call" | "stream",
+  latencyMs: number,
+  usage: { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined,
+  firstContentMs?: number | undefined,
+  cost?: number | undefined
+): Effect.Effect<void> => {
+  const d = lease.deployment
+  const state = engine.state
+  if (ended === "success") {
     const completed = state.complete(lease, {
       result: "success",
       kind,
       latencyMs,
       firstTokenMs: firstContentMs,
       outputTokens: usage?.completion_tokens,
-      tokens: usage?.total_tokens ?? 0
+      tokens: usage?.total_tokens ?? 0,
+      cost
     })
     // A success only changes a circuit that was not closed when the attempt began.
     return circuitClosed ? completed : Effect.zipRight(completed, quietly(cooldown.onSuccess(d)))
   }
-  const failure = Cause.failureOption(exit.cause)
-  if (Option.isNone(failure)) {
-    ctx.attempts.push({ deploymentId: d.id, group: d.group, outcome: "cancelled", latencyMs })
+  if (ended === "cancelled") {
     return Effect.zipRight(state.complete(lease, undefined), circuitClosed ? Effect.void : quietly(cooldown.onInterrupt(d)))
   }
-  const error = failure.value
-  const now = ctx.clock.unsafeCurrentTimeMillis()
-  const classification = ctx.engine.table[error._tag]
-  ctx.attempts.push({ deploymentId: d.id, group: d.group, outcome: "failed", error: error._tag, latencyMs })
-  ctx.lastFailed = d.id
-  ctx.lastUpstream = error
-  if (classification.retry === "elsewhere") (ctx.excluded ??= new Set()).add(d.id)
-  if (error.retryAfter !== undefined) (ctx.notBefore ??= new Map()).set(d.id, now + Duration.toMillis(error.retryAfter))
+  const error = ended
+  const classification = engine.table[error._tag]
   // An error that is the request's fault (bad request, context window...) says the
   // deployment is alive; a rate limit that says when to come back holds it instead of
   // counting against it (Cooldown).
@@ -239,7 +328,7 @@ export const settle = (
     : "failure"
   return Effect.zipRight(
     state.complete(lease, { result, kind, latencyMs, firstTokenMs: firstContentMs, tokens: 0 }),
-    quietly(cooldown.onFailure(d, { error, classification, group: ctx.engine.pools.get(d.group)! }))
+    quietly(cooldown.onFailure(d, { error, classification, group: engine.pools.get(d.group)! }))
   )
 }
 
@@ -320,7 +409,7 @@ export const call = <A>(
   group: string,
   selection: SelectionRequest,
   invoke: (d: Deployment) => Effect.Effect<A, ProviderError>,
-  usageOf: (a: A) => { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined
+  usageOf: (a: A) => (MeteredUsage & { readonly total_tokens: number }) | undefined
 ): Effect.Effect<readonly [A, Deployment], ProviderError | NoDeploymentAvailable> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(choose(ctx, group, selection, restore), (lease) => {

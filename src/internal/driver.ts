@@ -17,11 +17,11 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import { type RouterError, Timeout } from "../Errors.js"
+import { type NoDeploymentAvailable, type RouterError, Timeout } from "../Errors.js"
 import type * as Hedge from "../Hedge.js"
 import { poolOf } from "./attempt.js"
 import * as Plan from "./plan.js"
-import { finalError, type RequestContext } from "./request.js"
+import { finalError, type RequestContext, timeLeft } from "./request.js"
 
 /**
  * Runs `attempt` in the requested group, then as the plan says after each failure; each
@@ -32,9 +32,11 @@ import { finalError, type RequestContext } from "./request.js"
 export const run = <A>(
   ctx: RequestContext,
   kind: "call" | "stream",
-  once: (group: string) => Effect.Effect<A, RouterError>,
+  attemptOnce: (group: string) => Effect.Effect<A, RouterError>,
   discard: (loser: A) => Effect.Effect<void>
 ): Effect.Effect<A, RouterError> => {
+  const capacityWait = ctx.options?.waitForCapacity
+  const once = capacityWait === undefined ? attemptOnce : waitingForCapacity(ctx, Duration.toMillis(capacityWait), attemptOnce)
   const hedge = ctx.hedge
   const attempt = hedge === undefined ? once : (group: string): Effect.Effect<A, RouterError> => {
     const policy = hedge.policyFor(group)
@@ -66,6 +68,38 @@ export const run = <A>(
         message: `no answer within the request's deadline of ${Duration.format(deadline)}`
       })
     )))
+}
+
+/** How often a request waiting for a concurrency slot looks again (nothing says when one frees). */
+const slotPollMs = 50
+
+/**
+ * `once`, which waits for room when every deployment of its group is at its limits, as long as
+ * the request's `waitForCapacity` (in all) and its deadline allow: until the first has room
+ * under its rpm or tpm limit, or a poll interval for a concurrency slot.
+ */
+const waitingForCapacity = <A>(
+  ctx: RequestContext,
+  budgetMs: number,
+  once: (group: string) => Effect.Effect<A, RouterError>
+) => {
+  let leftMs = budgetMs
+  const attempt = (group: string): Effect.Effect<A, RouterError> =>
+    Effect.catchIf(
+      once(group),
+      (error) => error._tag === "NoDeploymentAvailable" && error.reason === "over_limits",
+      (error) => {
+        const { limits, retryAfter } = error as NoDeploymentAvailable
+        // rpm or tpm limits only, and no time: the request alone is over their tpm, never served
+        if (retryAfter === undefined && limits?.includes("maxConcurrent") !== true) return Effect.fail(error)
+        const waitMs = Math.max(1, retryAfter === undefined ? slotPollMs : Duration.toMillis(retryAfter))
+        if (waitMs > leftMs || waitMs >= timeLeft(ctx)) return Effect.fail(error)
+        leftMs -= waitMs
+        ctx.waitedMs += waitMs
+        return Effect.zipRight(Effect.sleep(Duration.millis(waitMs)), attempt(group))
+      }
+    )
+  return attempt
 }
 
 /**

@@ -12,6 +12,7 @@ import { CostMeter } from "../CostMeter.js"
 import type { Deployment } from "../Deployment.js"
 import type { ClassificationTable } from "../Errors.js"
 import { Fallback } from "../Fallback.js"
+import type { GroupTraits } from "./filters.js"
 import type { Service as HedgeService } from "../Hedge.js"
 import type { Target } from "../Provider.js"
 import { RetrySchedule } from "../RetrySchedule.js"
@@ -71,6 +72,10 @@ export interface Engine {
   readonly hedge: HedgeService | undefined
   readonly maxWaitMs: number
   readonly contentFilterIsError: boolean
+  /** Groups with a deployment that has a `tpm` limit (reservations there carry the request's estimated tokens). */
+  readonly rated: ReadonlySet<string>
+  /** What each group brings to the pre-call filters (`filters.ts`); no entry for a group where none applies. */
+  readonly traits: ReadonlyMap<string, GroupTraits>
 }
 
 /**
@@ -115,10 +120,4 @@ export const policiesIn = (engine: Engine, context: Context.Context<never>): Pol
       fallback === own.fallback && meter === own.meter
     ? own
     : { selector, retry, cooldown, fallback, meter }
-}
-
-/** @internal */
-export const hasTags = (d: Deployment, tags: ReadonlyArray<string>): boolean => {
-  for (let i = 0; i < tags.length; i++) if (!d.tags.includes(tags[i])) return false
-  return true
 }

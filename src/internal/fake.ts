@@ -28,7 +28,9 @@ import type {
   Failure,
   FailureInput,
   FakeCall,
+  FakeProbe,
   FakeProvider,
+  HealthBehavior,
   Latency,
   Options,
   Outcome,
@@ -60,11 +62,13 @@ export const unsafeMake = (options: Options = {}): FakeProvider => {
   let recordSeq = 0
   let buffer: Array<CallRecord> = []
   let head = 0
+  let probeTotal = 0
+  let probes: Array<ProbeRecord> = []
 
   const stateFor = (deploymentId: string): DeploymentState => {
     let state = states.get(deploymentId)
     if (state === undefined) {
-      state = { behavior: byDeployment.get(deploymentId) ?? top, salt: hashString(deploymentId), calls: 0 }
+      state = { behavior: byDeployment.get(deploymentId) ?? top, salt: hashString(deploymentId), calls: 0, probes: 0 }
       states.set(deploymentId, state)
     }
     return state
@@ -214,6 +218,64 @@ export const unsafeMake = (options: Options = {}): FakeProvider => {
         finish(rec, seqNo, exit, Exit.isSuccess(exit) && !completed.done ? "interrupted" : undefined)))
     }))
 
+  /**
+   * A health check: fails or answers after its latency, as the deployment's `health` says,
+   * counted by its own probe index; the target's timeout is enforced as for calls.
+   */
+  const healthCheck = (target: Target): Effect.Effect<void, Errors.ProviderError> =>
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const state = stateFor(target.deploymentId)
+      const probeIndex = state.probes++
+      probeTotal++
+      const health = state.behavior.health
+      let failure = health.failure === undefined ? undefined : health.failure(probeIndex, state.salt, now)
+      let latencyMs = failure !== undefined && failure.latencyMs !== undefined
+        ? failure.latencyMs
+        : typeof health.latency === "number"
+        ? health.latency
+        : health.latency(probeIndex, state.salt, now)
+      if (target.timeout !== undefined) {
+        const timeoutMs = Duration.toMillis(target.timeout)
+        if (latencyMs > timeoutMs) {
+          failure = {
+            tag: "Timeout",
+            status: undefined,
+            message: `no health check answer within ${Duration.format(target.timeout)}`,
+            retryAfter: undefined,
+            latencyMs: timeoutMs
+          }
+          latencyMs = timeoutMs
+        }
+      }
+      const rec: ProbeRecord | undefined = maxRecorded === 0 ? undefined : {
+        deploymentId: target.deploymentId,
+        model: target.model,
+        probeIndex,
+        startedAt: now,
+        endedAt: latencyMs === 0 ? now : undefined,
+        outcome: "pending"
+      }
+      if (rec !== undefined) {
+        probes.push(rec)
+        if (probes.length > maxRecorded) probes.shift()
+      }
+      const answer: Effect.Effect<void, Errors.ProviderError> = failure === undefined
+        ? Effect.void
+        : Effect.fail(makeError(failure, name, target.deploymentId))
+      if (latencyMs === 0) {
+        if (rec !== undefined) rec.outcome = failure === undefined ? "success" : failure.tag
+        return answer
+      }
+      const effect = Effect.zipRight(sleep(latencyMs), answer)
+      return rec === undefined ? effect : Effect.onExit(effect, (exit) =>
+        Effect.clockWith((clock) => {
+          rec.endedAt = clock.unsafeCurrentTimeMillis()
+          rec.outcome = outcomeOf(exit)
+          return Effect.void
+        }))
+    })
+
   const snapshot = (): ReadonlyArray<FakeCall> => {
     const out: Array<FakeCall> = []
     for (let i = 0; i < buffer.length; i++) {
@@ -229,13 +291,18 @@ export const unsafeMake = (options: Options = {}): FakeProvider => {
     chat,
     stream,
     embed,
+    healthCheck,
     calls: Effect.sync(snapshot),
     callCount: Effect.sync(() => total),
+    probes: Effect.sync((): ReadonlyArray<FakeProbe> => probes.map((rec) => ({ ...rec }))),
+    probeCount: Effect.sync(() => probeTotal),
     reset: Effect.sync(() => {
       states = new Map()
       buffer = []
       head = 0
       total = 0
+      probes = []
+      probeTotal = 0
     })
   }
 }
@@ -254,6 +321,16 @@ interface CallRecord {
   request: ChatRequest | EmbeddingRequest
   callIndex: number
   startedAt: number
+  endedAt: number | undefined
+  outcome: Outcome
+}
+
+/** A recorded health check (mutable while it runs). */
+interface ProbeRecord {
+  readonly deploymentId: string
+  readonly model: string
+  readonly probeIndex: number
+  readonly startedAt: number
   endedAt: number | undefined
   outcome: Outcome
 }
@@ -295,12 +372,20 @@ interface Compiled {
   readonly failAfterChunks: ((callIndex: number) => number | undefined) | undefined
   readonly midStreamError: NormalizedFailure
   readonly dimensions: number
+  readonly health: CompiledHealth
+}
+
+/** A deployment's health behaviour: samplers by probe index. */
+interface CompiledHealth {
+  readonly latency: number | ((probeIndex: number, salt: number, now: number) => number)
+  readonly failure: ((probeIndex: number, salt: number, now: number) => NormalizedFailure | undefined) | undefined
 }
 
 interface DeploymentState {
   readonly behavior: Compiled
   readonly salt: number
   calls: number
+  probes: number
 }
 
 interface Begun {
@@ -311,7 +396,7 @@ interface Begun {
   readonly id: string
 }
 
-const behaviorKeys = ["reply", "usage", "latency", "failure", "stream", "dimensions"] as const
+const behaviorKeys = ["reply", "usage", "latency", "failure", "stream", "dimensions", "health"] as const
 
 const merge = (top: Behavior, own: Behavior | undefined): Behavior => {
   if (own === undefined) return top
@@ -529,6 +614,38 @@ const compileFailure = (failure: Failure | undefined, path: string): FailureDeci
   return () => error
 }
 
+// What the call samplers are handed for a probe: the seeded and scheduled forms read neither;
+// the function forms of `HealthBehavior` are wrapped so as not to see them.
+const probeRequest: ChatRequest = { model: "", messages: [] }
+const probeTarget: Target = { deploymentId: "", model: "", apiBase: undefined, apiKey: undefined, timeout: undefined }
+
+const compileHealth = (health: HealthBehavior | undefined, path: string): CompiledHealth => {
+  const latency = health?.latency
+  const failure = health?.failure
+  let compiledLatency: CompiledHealth["latency"]
+  if (typeof latency === "function") {
+    compiledLatency = (probeIndex, _salt, now) => toMillis(latency(probeIndex, now), `${path}health.latency`)
+  } else {
+    const sampler = compileLatency(latency, `${path}health.`)
+    compiledLatency = typeof sampler === "number"
+      ? sampler
+      : (probeIndex, salt, now) => sampler(probeIndex, salt, now, "chat", probeRequest, probeTarget)
+  }
+  let compiledFailure: CompiledHealth["failure"]
+  if (typeof failure === "function") {
+    compiledFailure = (probeIndex, _salt, now) => {
+      const out = failure(probeIndex, now)
+      return out === undefined ? undefined : normalizeFailure(out, `${path}health.failure(${probeIndex})`)
+    }
+  } else {
+    const decider = compileFailure(failure, `${path}health.`)
+    compiledFailure = decider === undefined
+      ? undefined
+      : (probeIndex, salt, now) => decider(probeIndex, salt, now, "chat", probeRequest, probeTarget)
+  }
+  return { latency: compiledLatency, failure: compiledFailure }
+}
+
 const compileReply = (reply: Behavior["reply"]): Compiled["reply"] => {
   if (reply === undefined) return () => "ok"
   if (Array.isArray(reply)) {
@@ -596,7 +713,8 @@ const compile = (behavior: Behavior, path: string): Compiled => {
       : toMillis(streamOptions.chunkDelay, `${path}stream.chunkDelay`),
     failAfterChunks: failAfter === undefined ? undefined : typeof failAfter === "number" ? () => failAfter : failAfter,
     midStreamError: normalizeFailure(streamOptions.midStreamError ?? "MalformedResponse", `${path}stream.midStreamError`),
-    dimensions
+    dimensions,
+    health: compileHealth(behavior.health, path)
   }
 }
 

@@ -21,11 +21,13 @@ import {
   ChatResponse,
   type EmbeddingRequest,
   EmbeddingResponse,
+  healthCheckRequest,
   type Message,
   type Provider,
   type Target,
   type TextPart
 } from "../Provider.js"
+import * as HealthHttp from "./healthHttp.js"
 import * as Http from "./http.js"
 
 // ---------------------------------------------------------------------------
@@ -414,6 +416,8 @@ interface Prepared {
   readonly dropping: Dropping
   readonly chatUrl: string
   readonly embedUrl: string
+  /** The model listing the health check GETs. */
+  readonly modelsUrl: string
   readonly urlParams: Readonly<Record<string, string>> | undefined
   readonly timeout: Duration.Duration
   readonly firstByteTimeout: Duration.Duration
@@ -446,15 +450,19 @@ export const makeWith = (
     const base = trimSlash(target.apiBase ?? options.apiBase ?? defaultApiBase)
     let chatUrl: string
     let embedUrl: string
+    let modelsUrl: string
     const headers: Record<string, string | Redacted.Redacted<string> | undefined> = {}
     if (azure !== undefined) {
-      const root = `${base.endsWith("/openai") ? base : `${base}/openai`}/deployments/${encodeURIComponent(target.model)}`
+      const resource = base.endsWith("/openai") ? base : `${base}/openai`
+      const root = `${resource}/deployments/${encodeURIComponent(target.model)}`
       chatUrl = `${root}/chat/completions`
       embedUrl = `${root}/embeddings`
+      modelsUrl = `${resource}/models`
       headers["api-key"] = apiKey
     } else {
       chatUrl = `${base}/chat/completions`
       embedUrl = `${base}/embeddings`
+      modelsUrl = `${base}/models`
       headers["authorization"] = apiKey === undefined ? undefined : Redacted.make(`Bearer ${Redacted.value(apiKey)}`)
       headers["openai-organization"] = options.organization
       headers["openai-project"] = options.project
@@ -475,6 +483,7 @@ export const makeWith = (
       dropping: droppingOf(target.dropParams),
       chatUrl,
       embedUrl,
+      modelsUrl,
       urlParams: azure === undefined ? undefined : { "api-version": azure.apiVersion },
       timeout,
       firstByteTimeout: optionFirstByte ?? timeout
@@ -541,7 +550,19 @@ export const makeWith = (
     })
   }
 
-  return { name, enforcesTimeout: true, chat, stream, embed }
+  // The model listing (the key and the server, cheaply), a one-token chat, or none.
+  const healthCheck: Provider["healthCheck"] = options.healthCheck === false
+    ? undefined
+    : options.healthCheck === "chat"
+    ? (target) => Effect.asVoid(chat(healthCheckRequest(target.model), target))
+    : (target) => {
+      const p = prepared(target)
+      return HealthHttp.get(client, p.endpoint, { url: p.modelsUrl, urlParams: p.urlParams, timeout: p.timeout })
+    }
+
+  return healthCheck === undefined
+    ? { name, enforcesTimeout: true, chat, stream, embed }
+    : { name, enforcesTimeout: true, chat, stream, embed, healthCheck }
 }
 
 /**
@@ -561,10 +582,11 @@ const envKeyOf = (options: Options): Effect.Effect<Redacted.Redacted<string> | u
 /** @internal */
 export const make = (options: Options = {}): Effect.Effect<Provider, Errors.InvalidConfig, HttpClient.HttpClient> =>
   Effect.gen(function*() {
-    if (options.errorRules !== undefined) {
-      const issues = Http.checkRules(options.errorRules, "errorRules")
-      if (issues.length > 0) return yield* Effect.fail(Errors.InvalidConfig.fromIssues(issues))
-    }
+    const issues = [
+      ...(options.errorRules === undefined ? [] : Http.checkRules(options.errorRules, "errorRules")),
+      ...HealthHttp.checkOption(options.healthCheck)
+    ]
+    if (issues.length > 0) return yield* Effect.fail(Errors.InvalidConfig.fromIssues(issues))
     const client = yield* HttpClient.HttpClient
     const envKey = yield* envKeyOf(options)
     return makeWith(client, options, envKey)

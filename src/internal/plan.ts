@@ -24,7 +24,7 @@ import type { Deployment } from "../Deployment.js"
 import { isProviderError, type ProviderError, type RouterError } from "../Errors.js"
 import type { AttemptFailure, Policy } from "../RetrySchedule.js"
 import { poolOf } from "./attempt.js"
-import { hasTags } from "./engine.js"
+import { filterIn, fits, tooLarge } from "./filters.js"
 import { type RequestContext, timeLeft } from "./request.js"
 
 /**
@@ -110,7 +110,9 @@ const enter = (ctx: RequestContext, plan: Plan, group: string, depth: number, fl
 
 /** The group is done with `error`: on to its fallbacks for that kind of error, if any. */
 const exhausted = (ctx: RequestContext, plan: Plan, error: RouterError): Step => {
-  const kind = ctx.engine.table[error._tag].fallback
+  let kind = ctx.engine.table[error._tag].fallback
+  // Nothing fitted the request's size: as after an upstream's ContextWindowExceeded.
+  if (kind === "generic" && error._tag === "NoDeploymentAvailable" && tooLarge(error)) kind = "context_window"
   if (kind === "none") return { _tag: "Fail", error }
   plan.lastError = error
   const own = ctx.options?.fallbacks
@@ -142,13 +144,14 @@ const exhausted = (ctx: RequestContext, plan: Plan, error: RouterError): Step =>
  */
 const groupView = (ctx: RequestContext, group: string, failedId: string | undefined) => {
   const pool = poolOf(ctx, group)
+  const filter = filterIn(ctx, group)
   const now = ctx.clock.unsafeCurrentTimeMillis()
   const cooldown = ctx.policies.cooldown
   return Effect.map(ctx.engine.state.snapshot(pool), (stats) => {
     let firstBack = Infinity
     for (let i = 0; i < pool.length; i++) {
       const d = pool[i]
-      if (ctx.tags.length > 0 && !hasTags(d, ctx.tags)) continue
+      if (filter !== undefined && !fits(filter, d)) continue
       if (ctx.excluded !== undefined && ctx.excluded.has(d.id)) continue
       const record = stats[i].cooldown
       if (!cooldown.isAvailable(record, now)) {

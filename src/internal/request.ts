@@ -15,9 +15,10 @@ import * as Schema from "effect/Schema"
 import type { Deployment } from "../Deployment.js"
 import { type Attempt, InvalidConfig, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
 import { Hedge, type Policy as HedgePolicy, type Service as HedgeService } from "../Hedge.js"
-import type { Usage } from "../Provider.js"
-import type { RequestOptions, RouteInfo } from "../Router.js"
+import type { ChatRequest, EmbeddingRequest, Usage } from "../Provider.js"
+import type { RequestOptions, RouteInfo, TagFilter } from "../Router.js"
 import { type Engine, type Policies, policiesIn } from "./engine.js"
+import { type Filter, requestFilter } from "./filters.js"
 import * as HedgeInternal from "./hedge.js"
 import { decodeConfig, DurationInput, formatIssues, NonEmptyString, PositiveDuration } from "./schemas.js"
 
@@ -37,6 +38,8 @@ export interface Options {
   readonly hedge: boolean | HedgePolicy
   /** The groups the first attempt is sent to at once (the requested one first), when racing. */
   readonly race: ReadonlyArray<string> | undefined
+  /** How long in all the request may wait for room under its deployments' limits. */
+  readonly waitForCapacity?: Duration.Duration | undefined
 }
 
 /**
@@ -48,7 +51,12 @@ export interface RequestContext {
   readonly engine: Engine
   readonly policies: Policies
   readonly requestedGroup: string
+  /** The request's tags: `metadata.tags` and `options.tags` (its all-of ones); deployments must carry them all. */
   readonly tags: ReadonlyArray<string>
+  /** The request's body. */
+  readonly request: ChatRequest | EmbeddingRequest
+  /** What its own asks filter (`tags`, `options.tags`, regions: `filters.ts`); `undefined`: it asks nothing. */
+  readonly filter: Filter | undefined
   readonly clock: Clock.Clock
   readonly startedMs: number
   readonly options: Options | undefined
@@ -77,12 +85,57 @@ export interface RequestContext {
   waitedMs: number
   /** Dollars of attempts that reported usage but did not win (a reply refused as content-filtered). */
   otherCost: number
+  /** The request's estimated tokens, once a group with tpm limits asked (`attempt.ts`). */
+  tokens: number | undefined
 }
 
 const noTags: ReadonlyArray<string> = []
 
 /** @internal */
 export const nowMs = (clock: Clock.Clock): number => Number(clock.unsafeCurrentTimeNanos()) / 1e6
+
+const Tags = Schema.Array(Schema.String)
+// `tags` and a region are each checked in the form they were given in: only its issues are told.
+const decodeTagList = decodeConfig(Tags, "options.tags")
+const decodeTagFilter = decodeConfig(
+  Schema.Struct({
+    all: Schema.optional(Schema.UndefinedOr(Tags)),
+    any: Schema.optional(Schema.UndefinedOr(Tags.pipe(Schema.minItems(1, { message: () => "expected at least one tag (leave `any` out for none)" })))),
+    exclude: Schema.optional(Schema.UndefinedOr(Tags))
+  }),
+  "options.tags"
+)
+const tagsOf = (input: unknown): Either.Either<TagFilter, InvalidConfig> =>
+  input === undefined
+    ? Either.right({})
+    : Array.isArray(input)
+    ? Either.map(decodeTagList(input), (all) => ({ all }))
+    : typeof input === "object" && input !== null
+    ? decodeTagFilter(input)
+    : Either.left(InvalidConfig.fromIssues([{ path: "options.tags", message: "expected a list of tags or { all?, any?, exclude? }" }]))
+
+/** A region, or a list of them (one of which the deployment must be in), checked at `path`. */
+const regionsAt = (path: string) => {
+  const one = decodeConfig(NonEmptyString, path)
+  const list = decodeConfig(Schema.Array(NonEmptyString).pipe(Schema.minItems(1, { message: () => "expected at least one region" })), path)
+  return (input: unknown): Either.Either<ReadonlyArray<string> | undefined, InvalidConfig> =>
+    input === undefined
+      ? Either.right(undefined)
+      : typeof input === "string"
+      ? Either.map(one(input), (region) => [region])
+      : Array.isArray(input)
+      ? list(input)
+      : Either.left(InvalidConfig.fromIssues([{ path, message: "expected a region or a non-empty list of regions" }]))
+}
+const decodeRegion = regionsAt("options.region")
+const decodeMetadataRegion = regionsAt("metadata.region")
+
+/** What a request asks of a deployment besides its all-of tags. */
+interface Asks {
+  readonly any: ReadonlyArray<string> | undefined
+  readonly exclude: ReadonlyArray<string> | undefined
+  readonly regions: ReadonlyArray<string> | undefined
+}
 
 const RequestOptionsSchema = Schema.Struct({
   retries: Schema.optional(
@@ -91,11 +144,13 @@ const RequestOptionsSchema = Schema.Struct({
   fallbacks: Schema.optional(Schema.UndefinedOr(Schema.Union(Schema.Array(NonEmptyString), Schema.Literal(false)))),
   timeout: Schema.optional(Schema.UndefinedOr(PositiveDuration)),
   deadline: Schema.optional(Schema.UndefinedOr(DurationInput)),
-  tags: Schema.optional(Schema.UndefinedOr(Schema.Array(Schema.String))),
+  tags: Schema.optional(Schema.Unknown),
+  region: Schema.optional(Schema.Unknown),
   deployment: Schema.optional(Schema.UndefinedOr(NonEmptyString)),
   hedge: Schema.optional(Schema.Unknown),
   race: Schema.optional(Schema.Unknown),
-  contentFilterIsError: Schema.optional(Schema.UndefinedOr(Schema.Boolean))
+  contentFilterIsError: Schema.optional(Schema.UndefinedOr(Schema.Boolean)),
+  waitForCapacity: Schema.optional(Schema.UndefinedOr(PositiveDuration))
 })
 const decodeOptions = Schema.decodeUnknownEither(RequestOptionsSchema, { errors: "all", onExcessProperty: "error" })
 // `race` is a count or a list of groups: only the issues of the form it was given in are told.
@@ -109,7 +164,10 @@ const resolveOptions = (
   engine: Engine,
   group: string,
   input: RequestOptions
-): Either.Either<{ readonly options: Options; readonly tags: ReadonlyArray<string> | undefined; readonly contentFilterIsError: boolean | undefined }, InvalidRequest> => {
+): Either.Either<
+  { readonly options: Options; readonly tags: ReadonlyArray<string> | undefined; readonly asks: Asks; readonly contentFilterIsError: boolean | undefined },
+  InvalidRequest
+> => {
   const decoded = decodeOptions(input)
   const hedgeInput = (input as { readonly hedge?: unknown }).hedge
   // `hedge` is a switch or a request's own hedging: checked in the form it was given in.
@@ -124,11 +182,15 @@ const resolveOptions = (
     : typeof raceInput === "number"
     ? decodeRaceCount(raceInput)
     : decodeRaceGroups(raceInput)
-  if (Either.isLeft(decoded) || Either.isLeft(raced) || Either.isLeft(hedged)) {
+  const tagFilter = tagsOf((input as { readonly tags?: unknown }).tags)
+  const regions = decodeRegion((input as { readonly region?: unknown }).region)
+  if (Either.isLeft(decoded) || Either.isLeft(raced) || Either.isLeft(hedged) || Either.isLeft(tagFilter) || Either.isLeft(regions)) {
     return Either.left(InvalidRequest.fromIssues([
       ...(Either.isLeft(decoded) ? formatIssues(decoded.left, "options") : []),
       ...(Either.isLeft(raced) ? raced.left.issues : []),
-      ...(Either.isLeft(hedged) ? hedged.left.issues : [])
+      ...(Either.isLeft(hedged) ? hedged.left.issues : []),
+      ...(Either.isLeft(tagFilter) ? tagFilter.left.issues : []),
+      ...(Either.isLeft(regions) ? regions.left.issues : [])
     ]))
   }
   const o = { ...decoded.right, race: raced.right, hedge: hedged.right }
@@ -173,9 +235,11 @@ const resolveOptions = (
       deadline: o.deadline,
       deployment,
       hedge: o.hedge,
-      race
+      race,
+      waitForCapacity: o.waitForCapacity
     },
-    tags: o.tags,
+    tags: tagFilter.right.all,
+    asks: { any: tagFilter.right.any, exclude: tagFilter.right.exclude, regions: regions.right },
     contentFilterIsError: o.contentFilterIsError
   })
 }
@@ -196,10 +260,10 @@ const hedgeOf = (engine: Engine, fiber: Fiber.RuntimeFiber<unknown, unknown>, op
 export const start = (
   engine: Engine,
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
-  group: string,
-  metadataTags: ReadonlyArray<string> | undefined,
+  request: ChatRequest | EmbeddingRequest,
   input: RequestOptions | undefined
 ): Either.Either<RequestContext, UnknownGroup | InvalidRequest> => {
+  const group = request.model
   if (!engine.pools.has(group)) {
     return Either.left(
       new UnknownGroup({
@@ -210,13 +274,24 @@ export const start = (
     )
   }
   let options: Options | undefined
-  let tags = metadataTags ?? noTags
+  const metadata = request.metadata
+  let tags = metadata?.tags ?? noTags
   let contentFilterIsError = engine.contentFilterIsError
+  let asks: Asks | undefined
+  if (metadata?.region !== undefined) {
+    const region = decodeMetadataRegion(metadata.region)
+    if (Either.isLeft(region)) return Either.left(InvalidRequest.fromIssues(region.left.issues))
+    asks = { any: undefined, exclude: undefined, regions: region.right }
+  }
   if (input !== undefined) {
     const resolved = resolveOptions(engine, group, input)
     if (Either.isLeft(resolved)) return Either.left(resolved.left)
     options = resolved.right.options
     if (resolved.right.tags !== undefined && resolved.right.tags.length > 0) tags = [...tags, ...resolved.right.tags]
+    const own = resolved.right.asks
+    if (own.any !== undefined || own.exclude !== undefined || own.regions !== undefined) {
+      asks = { any: own.any, exclude: own.exclude, regions: own.regions ?? asks?.regions }
+    }
     if (resolved.right.contentFilterIsError !== undefined) contentFilterIsError = resolved.right.contentFilterIsError
   }
   const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
@@ -226,6 +301,8 @@ export const start = (
     policies: policiesIn(engine, fiber.currentContext),
     requestedGroup: group,
     tags,
+    request,
+    filter: tags.length === 0 && asks === undefined ? undefined : requestFilter(tags, asks?.any, asks?.exclude, asks?.regions),
     clock,
     startedMs: nowMs(clock),
     options,
@@ -241,7 +318,8 @@ export const start = (
     inFlight: undefined,
     providerMs: 0,
     waitedMs: 0,
-    otherCost: 0
+    otherCost: 0,
+    tokens: undefined
   })
 }
 

@@ -1,7 +1,8 @@
 /**
  * `Router.make`: validates the config, builds the router's engine (deployments by group and id,
  * what each provider is called with, the classification table) and serves chat, stream and
- * embed through the driver (`driver.ts`), each request under the policies of its context.
+ * embed through the driver (`driver.ts`), each request under the policies of its context; its
+ * health checks, when configured, run in the scope it is built in (`health.ts`).
  *
  * @internal
  */
@@ -31,7 +32,9 @@ import { RouterState } from "../RouterState.js"
 import { Selector } from "../Selector.js"
 import * as Attempt from "./attempt.js"
 import * as Driver from "./driver.js"
+import * as Health from "./health.js"
 import type { Engine } from "./engine.js"
+import { traitsOf } from "./filters.js"
 import { meter, type RequestContext, routeInfo, start } from "./request.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
 import { storeOf, viewOf } from "./state.js"
@@ -92,6 +95,7 @@ export const make = (config: Config) =>
       onRight: (ds) => Effect.succeed(ds)
     })
     const configuredTimeout = yield* validateTimeout(config.timeout)
+    const healthCheck = yield* Health.settings(config.healthCheck)
     const contentFilterIsError = (yield* validateFlag(config.contentFilterIsError)) ?? false
     const table = yield* resolveClassification(config.classification)
     const selector = yield* Selector
@@ -132,6 +136,19 @@ export const make = (config: Config) =>
       if (!pools.has(group)) {
         issues.push({ path: `RetrySchedule.byGroup.${group}`, message: `unknown model group "${group}"; known: ${groups.join(", ")}` })
       }
+    }
+    const providerNames = new Set(deployments.map((d) => d.provider.name))
+    for (const [i, { scope }] of (costMeter.budgets ?? []).entries()) {
+      const unknown = scope === "total" || "tag" in scope
+        ? undefined
+        : "deployment" in scope
+        ? byId.has(scope.deployment) ? undefined : `unknown deployment "${scope.deployment}"`
+        : "group" in scope
+        ? pools.has(scope.group) ? undefined : `unknown model group "${scope.group}"; known: ${groups.join(", ")}`
+        : providerNames.has(scope.provider)
+        ? undefined
+        : `no deployment's provider is named "${scope.provider}"; known: ${[...providerNames].join(", ")}`
+      if (unknown !== undefined) issues.push({ path: `CostMeter.budgets[${i}].scope`, message: unknown })
     }
     if (issues.length > 0) return yield* Effect.fail(InvalidConfig.fromIssues(issues))
 
@@ -177,12 +194,14 @@ export const make = (config: Config) =>
       policies: { selector, retry, cooldown, fallback, meter: costMeter },
       hedge,
       maxWaitMs: retry.maxWait === undefined ? 60_000 : Duration.toMillis(retry.maxWait),
-      contentFilterIsError
+      contentFilterIsError,
+      rated: new Set(deployments.filter((d) => d.tpm !== undefined).map((d) => d.group)),
+      traits: traitsOf(pools)
     }
 
     const chat: Service["chat"] = (request, options) =>
       Effect.withFiberRuntime((fiber) => {
-        const started = start(engine, fiber, request.model, request.metadata?.tags, options)
+        const started = start(engine, fiber, request, options)
         if (Either.isLeft(started)) return Effect.fail(started.left)
         const ctx = started.right
         const invoke = (d: Deployment) => {
@@ -205,7 +224,7 @@ export const make = (config: Config) =>
 
     const embed: Service["embed"] = (request, options) =>
       Effect.withFiberRuntime((fiber) => {
-        const started = start(engine, fiber, request.model, request.metadata?.tags, options)
+        const started = start(engine, fiber, request, options)
         if (Either.isLeft(started)) return Effect.fail(started.left)
         const ctx = started.right
         return Effect.flatMap(
@@ -236,7 +255,10 @@ export const make = (config: Config) =>
       })
 
     const stream: Service["stream"] = (request: ChatRequest, options) =>
-      RoutedStream.routed((fiber) => start(engine, fiber, request.model, request.metadata?.tags, options), request)
+      RoutedStream.routed((fiber) => start(engine, fiber, request, options), request)
+
+    // Health checks run in the scope the router is built in (its layer's): closing it stops them.
+    if (healthCheck !== undefined) yield* Health.start(engine, healthCheck)
 
     const service: Service = { chat, stream, embed, deployments, groups }
     return service

@@ -19,6 +19,8 @@ import {
   type MemoryOptions,
   type Outcome,
   type Reservation,
+  type BudgetCharge,
+  type BudgetPeriod,
   type Service,
   Unreserved
 } from "../RouterState.js"
@@ -26,7 +28,7 @@ import type { Candidate, NoFit } from "../Selector.js"
 import { infallible, type Resilient, resilient } from "./resilient.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
 import { LatencySketch } from "./sketch.js"
-import { BUCKETS, WindowCounter } from "./window.js"
+import { BUCKETS, MinuteWindow, WindowCounter } from "./window.js"
 
 const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0, reason: "failures" }
 
@@ -67,9 +69,11 @@ export const viewOf = (primary: Service): Effect.Effect<Resilient> =>
  *   admit(d, stats, now) === "take" whenever policy.isAvailable(stats.cooldown, now) is true
  *   and d is below its limit (d.maxConcurrent === undefined || stats.inFlight < d.maxConcurrent).
  *
- * The router's admission keeps that promise exactly for a request without tags, exclusions,
- * retry-after holds, a last failure or attempts in flight (then nothing but the circuit and the
- * limit can refuse a deployment, and nothing makes it a `"fallback"`); it sets no key otherwise.
+ * The router's admission keeps that promise exactly for a request without pre-call filters,
+ * exclusions, retry-after holds, a last failure or attempts in flight (then nothing but the
+ * circuit and the limit can refuse a deployment, and nothing makes it a `"fallback"`); it sets
+ * no key otherwise. The store's own checks (rpm, tpm) still run on the fast path; a reservation
+ * with budget `charges` does not take it.
  *
  * @internal
  */
@@ -125,6 +129,53 @@ class View implements DeploymentStats {
   }
 }
 
+/** A lease as its slot holds it. */
+interface HeldLease {
+  readonly at: number
+  expiresAt: number
+  /** Tokens held against tpm. */
+  readonly tokens: number
+  /** Budget holds, released when the lease ends. */
+  readonly holds: ReadonlyArray<BudgetHold> | undefined
+}
+
+/** A budget's spend in its current period, and what calls in flight hold of it. */
+interface BudgetState {
+  periodStart: number
+  spent: number
+  held: number
+}
+
+/** What one lease holds of one budget, in the period it was taken in. */
+interface BudgetHold {
+  readonly budget: BudgetState
+  readonly periodStart: number
+  readonly amount: number
+}
+
+const releaseHolds = (holds: ReadonlyArray<BudgetHold>): void => {
+  for (const hold of holds) {
+    if (hold.budget.periodStart === hold.periodStart) hold.budget.held = Math.max(0, hold.budget.held - hold.amount)
+  }
+}
+
+/** When the calendar `period` (UTC) that `now` is in starts and ends, epoch ms. */
+export const periodOf = (period: BudgetPeriod, now: number): readonly [start: number, end: number] => {
+  switch (period) {
+    case "minute":
+    case "hour":
+    case "day": {
+      const length = period === "minute" ? 60_000 : period === "hour" ? 3_600_000 : 86_400_000
+      const start = Math.floor(now / length) * length
+      return [start, start + length]
+    }
+    case "month": {
+      const date = new Date(now)
+      return [Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1), Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1)]
+    }
+  }
+}
+
 class Slot {
   // First the fields a reservation reads of every deployment of its pool (one cache line).
   /** The earliest expiry among `leases`: nothing to sweep before it. */
@@ -133,8 +184,12 @@ class Slot {
   now = 0
   inFlight = 0
   cooldown: CooldownRecord = closed
-  /** The leases held, by id, with their expiry (epoch ms). */
-  readonly leases = new Map<number, { readonly at: number; expiresAt: number }>()
+  /** The leases held, by id, with their expiry (epoch ms) and the tokens they hold against tpm. */
+  readonly leases = new Map<number, HeldLease>()
+  /** Calls started over the rolling minute, kept when the deployment has an `rpm` limit. */
+  rpm: MinuteWindow | undefined = undefined
+  /** Tokens of the calls started over the rolling minute, kept when it has a `tpm` limit. */
+  tpm: MinuteWindow | undefined = undefined
   /** Sum of the start times of the calls in flight (their mean age without a list of them). */
   startedSum = 0
   consecutiveFailures = 0
@@ -173,7 +228,10 @@ class Slot {
     this.nextExpiry = next
   }
   drop(id: number, at: number): void {
-    if (!this.leases.delete(id)) return
+    const lease = this.leases.get(id)
+    if (lease === undefined) return
+    this.leases.delete(id)
+    if (lease.holds !== undefined) releaseHolds(lease.holds)
     this.inFlight--
     this.startedSum = this.inFlight === 0 ? 0 : this.startedSum - at
   }
@@ -191,12 +249,29 @@ const passes = (
   now: number
 ): boolean => (limits === undefined || slot.inFlight < limits[i]) && policy.isAvailable(slot.cooldown, now)
 
+/** Which rolling-minute limit of `d` one more call of `tokens` would pass, if any (its slot read at `now`). */
+const overRate = (slot: Slot, d: Deployment, tokens: number, now: number): "rpm" | "tpm" | undefined =>
+  slot.rpm !== undefined && slot.rpm.sum(now) + 1 > d.rpm!
+    ? "rpm"
+    : slot.tpm !== undefined && slot.tpm.sum(now) + tokens > d.tpm!
+    ? "tpm"
+    : undefined
+
+/** When `d` has room under both its rolling-minute limits for one more call of `tokens` (`undefined`: never). */
+const rateRoomAt = (slot: Slot, d: Deployment, tokens: number, now: number): number | undefined => {
+  const rpm = slot.rpm === undefined ? now : slot.rpm.fitsAt(now, 1, d.rpm!)
+  const tpm = slot.tpm === undefined ? now : slot.tpm.fitsAt(now, tokens, d.tpm!)
+  return rpm === undefined || tpm === undefined ? undefined : Math.max(rpm, tpm)
+}
+
 /** A pool's slots, and for a kept pool its candidates and its deployments' `maxConcurrent`, in pool order. */
 interface Pool {
   readonly slots: ReadonlyArray<Slot>
   readonly all: ReadonlyArray<Candidate> | undefined
   /** Each deployment's `maxConcurrent` (`Infinity`: none); `undefined` when none has one. */
   readonly limits: Float64Array | undefined
+  /** Whether any deployment has an `rpm` or `tpm` limit. */
+  readonly rated: boolean
 }
 
 /** What a reservation refused, by reason, and when the first cooling deployment returns. */
@@ -205,15 +280,37 @@ class Refusals {
   excluded = 0
   cooling = 0
   full = 0
+  rpm = 0
+  tpm = 0
+  budget = 0
+  budgetRefusal: { readonly key: string; readonly resetsAt: number } | undefined = undefined
   firstBack = Infinity
+  capacityBack = Infinity
+  /** Counts a deployment refused by a budget (the one that resets first is the one told). */
+  overBudget(key: string, resetsAt: number): void {
+    this.budget++
+    if (this.budgetRefusal === undefined || resetsAt < this.budgetRefusal.resetsAt) this.budgetRefusal = { key, resetsAt }
+  }
+  /** Counts `d` as over a rolling-minute limit, and when it has room again. */
+  overRate(which: "rpm" | "tpm", slot: Slot, d: Deployment, tokens: number, now: number): void {
+    this[which]++
+    const back = rateRoomAt(slot, d, tokens, now)
+    if (back !== undefined && back < this.capacityBack) this.capacityBack = back
+  }
   unreserved(): Unreserved {
     const firstBack = this.firstBack
+    const capacityBack = this.capacityBack
     return new Unreserved({
       untagged: this.untagged,
       excluded: this.excluded,
       cooling: this.cooling,
       full: this.full,
-      firstBack: firstBack === Infinity ? undefined : firstBack
+      rpm: this.rpm,
+      tpm: this.tpm,
+      firstBack: firstBack === Infinity ? undefined : firstBack,
+      capacityBack: capacityBack === Infinity ? undefined : capacityBack,
+      budget: this.budget,
+      budgetRefusal: this.budgetRefusal
     })
   }
 }
@@ -264,11 +361,37 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
     const slots = new Map<string, Slot>()
     const spend = new Map<string, number>()
     const policyState = new Map<string, unknown>()
+    const budgets = new Map<string, BudgetState>()
     let nextLease = 0
+    /** A budget's state in the period `now` is in (a new period starts from nothing). */
+    const budgetAt = (charge: BudgetCharge, now: number): BudgetState => {
+      const [start] = periodOf(charge.period, now)
+      const key = `${charge.key}/${charge.period}`
+      let budget = budgets.get(key)
+      if (budget === undefined) {
+        budget = { periodStart: start, spent: 0, held: 0 }
+        budgets.set(key, budget)
+      } else if (budget.periodStart !== start) {
+        budget.periodStart = start
+        budget.spent = 0
+        budget.held = 0
+      }
+      return budget
+    }
+    /** The first of `charges` its budget has no room for. */
+    const refusingCharge = (charges: ReadonlyArray<BudgetCharge>, now: number): BudgetCharge | undefined => {
+      for (const charge of charges) {
+        const budget = budgetAt(charge, now)
+        if (budget.spent + budget.held + charge.amount > charge.limit) return charge
+      }
+      return undefined
+    }
     const slotOf = (deployment: Deployment): Slot => {
       let slot = slots.get(deployment.id)
       if (slot === undefined) {
         slot = new Slot(bucketMs, windowMs)
+        if (deployment.rpm !== undefined) slot.rpm = new MinuteWindow()
+        if (deployment.tpm !== undefined) slot.tpm = new MinuteWindow()
         slots.set(deployment.id, slot)
       }
       return slot
@@ -292,12 +415,13 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       if (found === undefined) {
         const slots = pool.map(slotOf)
         // A pinned request's pool is a new array at each reservation: kept nowhere, no `all`.
-        if (pool.length <= 1) return { slots, all: undefined, limits: undefined }
+        const rated = pool.some((d) => d.rpm !== undefined || d.tpm !== undefined)
+        if (pool.length <= 1) return { slots, all: undefined, limits: undefined, rated }
         const all = Object.freeze(slots.map((slot, i): Candidate => Object.freeze({ deployment: pool[i], stats: slot.view })))
         const limits = pool.some((d) => d.maxConcurrent !== undefined)
           ? Float64Array.from(pool, (d) => d.maxConcurrent ?? Infinity)
           : undefined
-        found = { slots, all, limits }
+        found = { slots, all, limits, rated }
         pools.set(pool, found)
       }
       return found
@@ -323,15 +447,31 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
      * The take at the end of a reservation, re-checked: a selector that suspended may have let
      * another request take the last slot or the probe meanwhile.
      */
-    const take = (reservation: Reservation, candidate: Candidate, at: number): Lease | "full" | "cooling" => {
+    const take = (reservation: Reservation, candidate: Candidate, at: number): Lease | "full" | "cooling" | "rpm" | "tpm" | "budget" => {
       const d = candidate.deployment
       const slot = liveSlot(d, at)
       if (d.maxConcurrent !== undefined && slot.inFlight >= d.maxConcurrent) return "full"
+      const tokens = reservation.tokens ?? 0
+      const over = overRate(slot, d, tokens, at)
+      if (over !== undefined) return over
+      const charges = reservation.charges?.(d)
+      if (charges !== undefined && charges.length > 0 && refusingCharge(charges, at) !== undefined) return "budget"
       const circuit = reservation.claim(slot.cooldown, at)
       if (circuit === undefined) return "cooling"
       slot.cooldown = circuit
       const id = ++nextLease
-      slot.leases.set(id, { at, expiresAt: at + reservation.ttlMs })
+      let holds: Array<BudgetHold> | undefined
+      if (charges !== undefined && charges.length > 0) {
+        holds = []
+        for (const charge of charges) {
+          const budget = budgetAt(charge, at)
+          budget.held += charge.amount
+          holds.push({ budget, periodStart: budget.periodStart, amount: charge.amount })
+        }
+      }
+      slot.leases.set(id, { at, expiresAt: at + reservation.ttlMs, tokens, holds })
+      slot.rpm?.add(at, 1)
+      slot.tpm?.add(at, tokens)
       if (at + reservation.ttlMs < slot.nextExpiry) slot.nextExpiry = at + reservation.ttlMs
       slot.inFlight++
       slot.startedSum += at
@@ -349,15 +489,18 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
     const reserve: Service["reserve"] = (reservation: FastReservation) =>
       Effect.flatMap(now, (at) => {
         const pool = reservation.deployments
-        const { all, limits, slots: poolSlots } = poolOf(pool)
-        const policy = all !== undefined ? reservation[takesAvailable] : undefined
+        const { all, limits, rated, slots: poolSlots } = poolOf(pool)
+        const charges = reservation.charges
+        // budgets are checked per deployment: no fast admission with them
+        const policy = all !== undefined && charges === undefined ? reservation[takesAvailable] : undefined
+        const tokens = reservation.tokens ?? 0
         let i = 0
         if (policy !== undefined) {
           for (; i < pool.length; i++) {
             const slot = poolSlots[i]
             if (at >= slot.nextExpiry) slot.sweep(at)
             slot.now = at
-            if (!passes(slot, limits, i, policy, at)) break
+            if (!passes(slot, limits, i, policy, at) || (rated && overRate(slot, pool[i], tokens, at) !== undefined)) break
           }
           if (i === pool.length) return pickFrom(reservation, all!, at, undefined)
         }
@@ -369,11 +512,24 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
         for (; i < pool.length; i++) {
           const d = pool[i]
           const slot = live(poolSlots[i], at)
-          if (policy !== undefined && passes(slot, limits, i, policy, at)) {
+          const over = rated ? overRate(slot, d, tokens, at) : undefined
+          if (policy !== undefined && over === undefined && passes(slot, limits, i, policy, at)) {
             candidates[admitted++] = all![i]
             continue
           }
           const admission = reservation.admit(d, slot.view, at)
+          if ((admission === "take" || admission === "fallback") && over !== undefined) {
+            refusals.overRate(over, slot, d, tokens, at)
+            continue
+          }
+          if ((admission === "take" || admission === "fallback") && charges !== undefined) {
+            const owed = charges(d)
+            const refusing = owed === undefined || owed.length === 0 ? undefined : refusingCharge(owed, at)
+            if (refusing !== undefined) {
+              refusals.overBudget(refusing.key, periodOf(refusing.period, at)[1])
+              continue
+            }
+          }
           if (admission === "take" || admission === "fallback") {
             // a kept pool's own; else made once per slot (and again only for another router's
             // object of the same id)
@@ -418,7 +574,11 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
         if (typeof taken !== "string") return Effect.succeed(taken)
         const counts = refusals ?? new Refusals()
         if (taken === "full") counts.full++
-        else counts.cooling++
+        else if (taken === "cooling") counts.cooling++
+        else if (taken === "budget") {
+          const refusing = refusingCharge(reservation.charges!(picked.deployment)!, at)!
+          counts.overBudget(refusing.key, periodOf(refusing.period, at)[1])
+        } else counts.overRate(taken, liveSlot(picked.deployment, at), picked.deployment, reservation.tokens ?? 0, at)
         return pickFrom(reservation, options.filter((c) => c !== picked), at, counts)
       })
     }
@@ -443,8 +603,17 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       complete: (lease, outcome) =>
         Effect.map(now, (at) => {
           const slot = slotOf(lease.deployment)
+          const held = slot.leases.get(lease.id)
           slot.drop(lease.id, lease.at)
           if (outcome === undefined) return
+          // the budgets it held are charged what it cost, in the period it was taken in
+          if (held?.holds !== undefined && outcome.cost !== undefined && outcome.cost > 0) {
+            for (const hold of held.holds) if (hold.budget.periodStart === hold.periodStart) hold.budget.spent += outcome.cost
+          }
+          // the estimate held against tpm gives way to the actual count (a failure keeps it)
+          if (held !== undefined && slot.tpm !== undefined && outcome.result === "success" && outcome.tokens > 0) {
+            slot.tpm.adjust(lease.at, outcome.tokens - held.tokens)
+          }
           if (outcome.tokens > 0) slot.tokens.add(at, outcome.tokens)
           if (outcome.result === "ignored") return
           slot.completed.add(at, 1)

@@ -25,15 +25,16 @@ const provider: Provider = {
   embed: (request, target) => Effect.fail(unused("embed")(request, target))
 }
 
-/** Deployments d0..d{n-1} of group "g" (`maxConcurrent` on each when given). */
-const deploymentsOf = (n: number, maxConcurrent?: number): ReadonlyArray<Deployment> =>
+/** Deployments d0..d{n-1} of group "g" (`maxConcurrent` and rolling-minute limits on each when given). */
+const deploymentsOf = (n: number, maxConcurrent?: number, limits: { readonly rpm?: number; readonly tpm?: number } = {}): ReadonlyArray<Deployment> =>
   Either.getOrThrow(fromConfig(
     Array.from({ length: n }, (_, i) => ({
       id: `contract-d${i}`,
       group: "g",
       provider,
       model: "m",
-      ...(maxConcurrent === undefined ? {} : { maxConcurrent })
+      ...(maxConcurrent === undefined ? {} : { maxConcurrent }),
+      ...limits
     })),
     {}
   ))
@@ -92,6 +93,41 @@ export const checks = <E, R>(make: Effect.Effect<Service, E, R>) => {
         yield* expect(fail, refused.every((e) => (e as { _tag?: string })._tag === "Unreserved" && (e as { full: number }).full === 2), "refusals must be Unreserved with full: 2")
       })),
 
+    check("rpm holds under 50 concurrent reservations, over any 60 s, and says when room returns", (store, fail) =>
+      Effect.gen(function*() {
+        const ds = deploymentsOf(2, undefined, { rpm: 5 })
+        const reserveAndComplete = Effect.flatMap(store.reserve(reservation(ds)), (lease) =>
+          store.complete(lease, { result: "success", kind: "call", latencyMs: 1, tokens: 0 }))
+        const results = yield* Effect.all(Array.from({ length: 50 }, () => Effect.either(reserveAndComplete)), { concurrency: "unbounded" })
+        const taken = results.filter(Either.isRight).length
+        yield* expect(fail, taken === 10, `${taken} calls started over 2 deployments of rpm 5 in one instant, expected 10`)
+        const refused = results.find(Either.isLeft)?.left as { _tag?: string; rpm?: number; capacityBack?: number } | undefined
+        yield* expect(fail, refused?._tag === "Unreserved" && refused.rpm === 2, `refusal ${JSON.stringify(refused)}, expected Unreserved with rpm: 2`)
+        const back = refused?.capacityBack
+        yield* expect(fail, back !== undefined && back >= 60_000 && back <= 61_000, `capacityBack ${back}, expected within 60-61 s of the calls`)
+        yield* TestClock.adjust("59 seconds")
+        const still = yield* Effect.either(store.reserve(reservation(ds)))
+        yield* expect(fail, Either.isLeft(still), "a call was started 59 s after 5 others on a deployment of rpm 5")
+        yield* TestClock.adjust("2 seconds")
+        const again = yield* Effect.either(store.reserve(reservation(ds)))
+        yield* expect(fail, Either.isRight(again), "no room 61 s later")
+      })),
+
+    check("tpm holds each call's estimated tokens until its outcome gives the actual count", (store, fail) =>
+      Effect.gen(function*() {
+        const ds = deploymentsOf(1, undefined, { tpm: 100 })
+        const first = yield* store.reserve(reservation(ds, { tokens: 60 }))
+        const second = yield* Effect.either(store.reserve(reservation(ds, { tokens: 60 })))
+        const refused = Either.isLeft(second) ? second.left as { _tag?: string; tpm?: number } : undefined
+        yield* expect(fail, refused?._tag === "Unreserved" && refused.tpm === 1, `second reservation of 60 under tpm 100: ${JSON.stringify(refused ?? "taken")}, expected Unreserved with tpm: 1`)
+        yield* store.complete(first, { result: "success", kind: "call", latencyMs: 1, tokens: 20 })
+        const third = yield* Effect.either(store.reserve(reservation(ds, { tokens: 60 })))
+        yield* expect(fail, Either.isRight(third), "the actual 20 tokens did not replace the estimate of 60: no room for 60 more under 100")
+        const huge = yield* Effect.flip(store.reserve(reservation(ds, { tokens: 101 })))
+        const never = huge as unknown as { tpm?: number; capacityBack?: number }
+        yield* expect(fail, never.tpm === 1 && never.capacityBack === undefined, `a call of 101 tokens under tpm 100: ${JSON.stringify(huge)}, expected no capacityBack`)
+      })),
+
     check("a least-busy choice holds under concurrency: 40 reservations over 4 deployments land 10/10/10/10", (store, fail) =>
       Effect.gen(function*() {
         const ds = deploymentsOf(4)
@@ -133,11 +169,11 @@ export const checks = <E, R>(make: Effect.Effect<Service, E, R>) => {
             ? { refused: "excluded" }
             : { refused: "cooling", until: d.id.endsWith("2") ? 5_000 : 3_000 }
         const refused = yield* Effect.flip(store.reserve(reservation(ds, { admit })))
-        const counts = refused as unknown as { _tag: string; untagged: number; excluded: number; cooling: number; full: number; firstBack: number | undefined }
+        const counts = refused as unknown as { _tag: string; untagged: number; excluded: number; cooling: number; full: number; rpm: number; tpm: number; firstBack: number | undefined }
         yield* expect(
           fail,
           counts._tag === "Unreserved" && counts.untagged === 1 && counts.excluded === 1 && counts.cooling === 2 && counts.full === 0 &&
-            counts.firstBack === 3_000,
+            counts.rpm === 0 && counts.tpm === 0 && counts.firstBack === 3_000,
           `got ${JSON.stringify(counts)}, expected Unreserved untagged 1, excluded 1, cooling 2, firstBack 3000`
         )
       })),

@@ -50,6 +50,11 @@
  * `ContextWindowExceeded`, 429 → `RateLimited` with `retry-after` /
  * `anthropic-ratelimit-*-reset`. The API key never appears in an error, not even in part.
  *
+ * Health checks (the router's probes, `Router.Config.healthCheck`): `GET /v1/models/{model}`
+ * with the deployment's key, which proves the server up, the key accepted and the model id
+ * known (an alias resolves), at no token cost; judged as a call is (a refused key is
+ * `Authentication`, an unknown model `ModelNotFound`). See the `healthCheck` option.
+ *
  * @example
  * import { NodeHttpClient } from "@effect/platform-node"
  * import { Effect } from "effect"
@@ -104,6 +109,11 @@ import type * as ErrorMapping from "../ErrorMapping.js"
  *   rule needs a `status` (a code from 100 to 599, or a range `[from, to]`), a `code` list or a
  *   `message` pattern (no `g` or `y` flag), and an `error` tag; `make` fails with
  *   `InvalidConfig` naming each bad field otherwise.
+ * - `healthCheck`: what the router's health checks call. `"models"` (default): `GET
+ *   {apiBase}/v1/models/{model}`. `"chat"`: a message of at most one token to the deployment's
+ *   model (`Provider.healthCheckRequest`), for Anthropic-compatible servers without the models
+ *   endpoint, or to prove the model answers; it costs a few tokens per probe. `false`: no
+ *   health check (the router does not probe these deployments).
  *
  * @example
  * import { Redacted } from "effect"
@@ -133,6 +143,7 @@ export interface Options {
   readonly firstByteTimeout?: Duration.DurationInput | undefined
   readonly idleTimeout?: Duration.DurationInput | undefined
   readonly errorRules?: ReadonlyArray<ErrorMapping.Rule> | undefined
+  readonly healthCheck?: "models" | "chat" | false | undefined
 }
 
 /**

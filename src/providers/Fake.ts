@@ -2,7 +2,7 @@
  * A scriptable fake {@link Provider} for tests: scripted replies, usage, latency (fixed or drawn
  * from a seeded distribution), failures by HTTP status or error tag (always, on a schedule, or
  * with a seeded probability), streams with per-chunk delays and mid-stream failures, embeddings,
- * behaviour per deployment id, and a record of every call.
+ * health checks, behaviour per deployment id, and a record of every call and probe.
  *
  * Latency is applied with `Effect.sleep`, so tests drive it with `TestClock.adjust`. Every draw
  * of a seeded distribution is a pure function of `(seed, deploymentId, callIndex)`: the same
@@ -315,6 +315,7 @@ export interface StreamOptions {
  * - `failure`: see {@link Failure}. Default: never
  * - `stream`: see {@link StreamOptions}
  * - `dimensions`: the embedding size when the request does not ask for one. Default 8
+ * - `health`: how health checks are answered, see {@link HealthBehavior}. Default: at once, up
  *
  * @example
  * import type { FakeProvider } from "effect-llm-router/testing"
@@ -329,6 +330,68 @@ export interface Behavior {
   readonly failure?: Failure | undefined
   readonly stream?: StreamOptions | undefined
   readonly dimensions?: number | undefined
+  readonly health?: HealthBehavior | undefined
+}
+
+/**
+ * How the fake answers health checks (its `healthCheck`, what the router's probes call), for
+ * every deployment or, under `byDeployment`, for one. Probes are counted apart from calls, by
+ * their own `probeIndex` per deployment id, so they never use up a call's scripted replies,
+ * failures or latency draws, nor do calls use up theirs.
+ *
+ * - `latency`: a duration, a seeded distribution (as {@link Latency}, drawn by probe index) or
+ *   a function of `(probeIndex, now)`. Default 0 (answers at once). `Duration.infinity` never
+ *   answers
+ * - `failure`: as {@link Failure} (a failure, `{ first, error }`, `{ schedule }`,
+ *   `{ probability }`, `"none"`), by probe index, or a function of `(probeIndex, now)`
+ *   returning a failure or `undefined`. Default: never
+ *
+ * The target's timeout is enforced as for calls: a probe slower than it fails with `Timeout`
+ * once it has passed.
+ *
+ * @example
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * // answers in 300 ms; down (503) for the first minute of the clock
+ * const health: FakeProvider.HealthBehavior = {
+ *   latency: "300 millis",
+ *   failure: (_probeIndex, now) => now < 60_000 ? 503 : undefined
+ * }
+ * @category Options
+ * @since 0.1.0
+ */
+export interface HealthBehavior {
+  readonly latency?:
+    | Exclude<Latency, (...args: never) => unknown>
+    | ((probeIndex: number, now: number) => Duration.DurationInput)
+    | undefined
+  readonly failure?:
+    | Exclude<Failure, (...args: never) => unknown>
+    | ((probeIndex: number, now: number) => FailureInput | undefined)
+    | undefined
+}
+
+/**
+ * A recorded health check: `probeIndex` counts the probes of one deployment id from 0;
+ * `outcome` as for calls (`"pending"` while it runs).
+ *
+ * @example
+ * import type { FakeProvider } from "effect-llm-router/testing"
+ * const probe: FakeProvider.FakeProbe = {
+ *   deploymentId: "a", model: "m", probeIndex: 0, startedAt: 0, endedAt: 300, outcome: "success"
+ * }
+ * @category Models
+ * @since 0.1.0
+ */
+export interface FakeProbe {
+  readonly deploymentId: string
+  /** `target.model`. */
+  readonly model: string
+  readonly probeIndex: number
+  /** Clock time the probe started, in milliseconds. */
+  readonly startedAt: number
+  /** Clock time it ended, in milliseconds; `undefined` while pending. */
+  readonly endedAt: number | undefined
+  readonly outcome: Outcome
 }
 
 /**
@@ -370,6 +433,8 @@ export interface Options extends Behavior {
  *   const calls = yield* fake.calls     // one call, outcome "success"
  *   const count = yield* fake.callCount // 1
  *   yield* fake.reset
+ *   yield* fake.healthCheck(FakeProvider.target("a"))
+ *   const probes = yield* fake.probes // [{ deploymentId: "a", probeIndex: 0, outcome: "success", ... }]
  * })
  * @category Models
  * @since 0.1.0
@@ -379,7 +444,16 @@ export interface FakeProvider extends Provider {
   readonly calls: Effect.Effect<ReadonlyArray<FakeCall>>
   /** How many calls were made since creation or the last reset (recorded or not). */
   readonly callCount: Effect.Effect<number>
-  /** Forgets the recorded calls and starts every call index, schedule and reply list again. */
+  /** Answers as its {@link HealthBehavior} says; recorded in `probes`, not in `calls`. */
+  readonly healthCheck: (target: Target) => Effect.Effect<void, Errors.ProviderError>
+  /** The recorded health checks, oldest first (at most `maxRecordedCalls`). */
+  readonly probes: Effect.Effect<ReadonlyArray<FakeProbe>>
+  /** How many health checks were made since creation or the last reset (recorded or not). */
+  readonly probeCount: Effect.Effect<number>
+  /**
+   * Forgets the recorded calls and probes and starts every call and probe index, schedule and
+   * reply list again.
+   */
   readonly reset: Effect.Effect<void>
 }
 

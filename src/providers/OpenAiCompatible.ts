@@ -26,6 +26,9 @@
  * - every failure is a typed `ProviderError` (see `ErrorMapping`, and the `errorRules` option),
  *   carrying the provider name and the deployment id, never the key (not even a part of it);
  *   rate-limit headers go to `target.reportRateLimit`
+ * - a health check for the router's probes (`Router.Config.healthCheck`): `GET {apiBase}/models`
+ *   (Azure: `GET {apiBase}/openai/models?api-version=`) with the deployment's key, judged as a
+ *   call is (a refused key is `Authentication`, a 5xx `ServerError`); see the `healthCheck` option
  * - no retries of its own: the router owns retries
  *
  * @since 0.1.0
@@ -66,6 +69,13 @@ import type { Provider } from "../Provider.js"
  *   needs a `status` (a code from 100 to 599, or a range `[from, to]`), a `code` list or a
  *   `message` pattern (no `g` or `y` flag), and an `error` tag; `make` fails with
  *   `InvalidConfig` naming each bad field otherwise
+ * - `healthCheck`: what the router's health checks call. `"models"` (default): `GET
+ *   {apiBase}/models` (Azure: `{apiBase}/openai/models`), which costs nothing and proves the
+ *   server up and the key accepted, not that the model answers. `"chat"`: a chat completion of
+ *   at most one token to the deployment's model (`Provider.healthCheckRequest`), for servers
+ *   without a model listing (it answers 404 there, which would take the deployment out as
+ *   `ModelNotFound`) or to prove the model itself; it costs a few tokens per probe. `false`:
+ *   no health check (the router does not probe these deployments)
  *
  * @example
  * import { Duration, Redacted } from "effect"
@@ -105,6 +115,7 @@ export interface Options {
   readonly idleTimeout?: Duration.DurationInput | undefined
   readonly includeUsageInStream?: boolean | undefined
   readonly errorRules?: ReadonlyArray<ErrorMapping.Rule> | undefined
+  readonly healthCheck?: "models" | "chat" | false | undefined
 }
 
 /**
