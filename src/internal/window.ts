@@ -13,6 +13,10 @@ export const BUCKETS = 6
 export class WindowCounter {
   private readonly ids = new Float64Array(BUCKETS).fill(-1)
   private readonly counts = new Float64Array(BUCKETS)
+  // The last sum and the bucket it was read in: selectors read every candidate's windows at
+  // every pick, and most have not changed since (the arrays are then not touched).
+  private sumBucket = -1
+  private lastSum = 0
   constructor(readonly bucketMs: number) {}
 
   add(now: number, amount: number): void {
@@ -23,18 +27,24 @@ export class WindowCounter {
       this.counts[slot] = 0
     }
     this.counts[slot] += amount
+    this.sumBucket = -1
   }
 
   sum(now: number): number {
-    const oldest = Math.floor(now / this.bucketMs) - BUCKETS
+    const current = Math.floor(now / this.bucketMs)
+    if (current === this.sumBucket) return this.lastSum
+    const oldest = current - BUCKETS
     let total = 0
     for (let i = 0; i < BUCKETS; i++) if (this.ids[i] > oldest) total += this.counts[i]
+    this.sumBucket = current
+    this.lastSum = total
     return total
   }
 
   reset(): void {
     this.ids.fill(-1)
     this.counts.fill(0)
+    this.sumBucket = -1
   }
 }
 
