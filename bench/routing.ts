@@ -56,13 +56,12 @@ import { performance } from "node:perf_hooks"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Random from "effect/Random"
 import type * as TestClock from "effect/TestClock"
-import * as TestContext from "effect/TestContext"
 import { type Provider, Router, Selector } from "../src/index.js"
+import { normal } from "../src/internal/prng.js"
 import { FakeProvider } from "../src/testing.js"
 import { describeMachine, fmt, log, lpad, machine as machineInfo, pad, quantile, round2 } from "./harness.js"
-import { DrainFirstScheduler, drawsFor, fastTestClock, IDLE, normal, poissonGaps } from "./sim.js"
+import { DrainFirstScheduler, drawsFor, driveArrivals, poissonGaps, runSimulation } from "./sim.js"
 
 // -------------------------------------------------------------------------------------------
 // The scenario
@@ -284,32 +283,15 @@ const run = async (strategy: Strategy): Promise<Result> => {
             })
         })
       })
-      const arrivals = Effect.suspend(() => {
-        let i = 0
-        return Effect.whileLoop({
-          while: () => i < REQUESTS,
-          body: () => Effect.zipRight(Effect.sleep(gaps[i]), Effect.forkDaemon(request)),
-          step: () => void i++
-        })
+      yield* driveArrivals(clock, {
+        gaps,
+        request: () => request,
+        stepMs: STEP_MS,
+        horizonMs: DURATION_MS + 10 * 60_000,
+        finished: () => done >= REQUESTS
       })
-      yield* Effect.forkDaemon(arrivals)
-      const horizon = DURATION_MS + 10 * 60_000
-      yield* Effect.withSchedulingPriority(
-        Effect.whileLoop({
-          while: () => done < REQUESTS && clock.unsafeCurrentTimeMillis() < horizon,
-          body: () => clock.adjust(STEP_MS),
-          step: () => undefined
-        }),
-        IDLE
-      )
     })
-  await Effect.runPromise(
-    Effect.flatMap(fastTestClock, (clock) => Effect.provide(simulate(clock), RouterLive)).pipe(
-      Effect.provide(TestContext.TestContext),
-      Effect.withRandom(Random.make(SEED)),
-      Effect.withScheduler(scheduler)
-    ) as Effect.Effect<void, unknown>
-  )
+  await runSimulation(scheduler, SEED, (clock) => Effect.provide(simulate(clock), RouterLive) as Effect.Effect<void, unknown>)
   if (done < REQUESTS) throw new Error(`bench: ${strategy.name}: only ${done} of ${REQUESTS} requests answered`)
 
   // a's share of the calls started in [from, to)

@@ -1,57 +1,39 @@
 /**
  * The pieces of a fast, deterministic TestClock simulation, shared by the simulation benchmarks
- * (`routing.ts`; `tail.ts` has its own copy of the same approach): seeded draws, Poisson
- * arrivals, a drain-first scheduler and a TestClock whose `awaitSuspended` is a plain yield.
+ * (`routing.ts`, `tail.ts`): seeded draws, Poisson arrivals, a drain-first scheduler and a
+ * TestClock whose `awaitSuspended` is a plain yield.
  *
  * Why. The stock `TestClock.adjust` wakes sleeps one at a time and, before each, waits until
  * every fiber is suspended (`awaitSuspended`: three `setTimeout(0)`, a few milliseconds of wall
- * time per wake-up). Here the simulation runs on a scheduler of its own, single-threaded and
- * deterministic, with two queues: the clock's driver fiber runs at an idle priority and only
- * when no other fiber has work left, so once the driver runs again every fiber woken at this
- * instant, and whatever it woke in turn, has run and suspended. `awaitSuspended` is then a plain
- * yield (replaced on the TestClock instance, with the "not advancing the clock" warnings); the
- * sleeps, their ordering and the adjust loop are the stock TestClock's. Runs are reproducible.
+ * time per wake-up: a simulation of many requests would take minutes to hours; `tail.ts`
+ * measures it at its start). Here the simulation runs on a scheduler of its own,
+ * single-threaded and deterministic, with two queues: the clock's driver fiber runs at an idle
+ * priority and only when no other fiber has work left, so once the driver runs again every fiber
+ * woken at this instant, and whatever it woke in turn, has run and suspended. `awaitSuspended`
+ * is then a plain yield (replaced on the TestClock instance, with the "not advancing the clock"
+ * warnings); the sleeps, their ordering and the adjust loop are the stock TestClock's. Runs are
+ * reproducible: the same figures on every run.
  *
- * Use: `Effect.flatMap(fastTestClock, (clock) => program(clock))`, provided with
- * `TestContext.TestContext` and run `Effect.withScheduler(new DrainFirstScheduler())`; drive the
- * clock from a fiber at `Effect.withSchedulingPriority(..., IDLE)`.
+ * Use: `runSimulation(new DrainFirstScheduler(), seed, (clock) => program(clock))` runs the
+ * program on the fast TestClock (`fastTestClock`, in `TestContext.TestContext`, Effect's `Random`
+ * seeded); in it, `driveArrivals(clock, ...)` forks the requests at their Poisson arrival times
+ * and drives the clock (from the fiber calling it, at `Effect.withSchedulingPriority(..., IDLE)`)
+ * until every request has answered.
  */
 import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
 import type * as Scheduler from "effect/Scheduler"
 import * as TestClock from "effect/TestClock"
+import * as TestContext from "effect/TestContext"
+import { fmix32, mulberry32 } from "../src/internal/prng.js"
 
 // -------------------------------------------------------------------------------------------
-// Seeded draws
+// Seeded draws (the generators: src/internal/prng.ts)
 // -------------------------------------------------------------------------------------------
-
-/** murmur3's 32-bit finalizer. */
-export const fmix32 = (h: number): number => {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
-
-/** mulberry32 from a 32-bit seed: uniforms in [0, 1). */
-export const mulberry32 = (seed: number) => {
-  let s = seed >>> 0
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A uniform stream for `(seed, a, b)`: the same numbers on every run. */
 export const drawsFor = (seed: number, a: number, b: number) =>
   mulberry32(fmix32(fmix32(seed ^ Math.imul(a + 1, 0x9e3779b1)) ^ b))
-
-/** A standard normal from two uniforms (Box-Muller). */
-export const normal = (u: () => number): number => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u())
 
 /**
  * Poisson arrivals: the gap before each of `count` requests, in whole ms (seeded exponential
@@ -160,3 +142,58 @@ export const fastTestClock: Effect.Effect<TestClock.TestClock> = Effect.flatMap(
   })
   return Effect.succeed(clock)
 })
+
+// -------------------------------------------------------------------------------------------
+// Running a simulation
+// -------------------------------------------------------------------------------------------
+
+/**
+ * The arrivals and the clock of a simulation: one fiber sleeps `gaps[i]` then forks
+ * `request(i)`, for each `i` in turn (both daemons, so the arrival fiber ending interrupts none
+ * of the requests still running); the calling fiber, at the priority `IDLE`, advances `clock` by
+ * `stepMs` at a time until `finished()` or until the clock reaches `horizonMs`.
+ */
+export const driveArrivals = <R>(clock: TestClock.TestClock, options: {
+  readonly gaps: Float64Array
+  readonly request: (i: number) => Effect.Effect<unknown, never, R>
+  readonly stepMs: number
+  readonly horizonMs: number
+  readonly finished: () => boolean
+}): Effect.Effect<void, never, R> =>
+  Effect.gen(function*() {
+    const { finished, gaps, horizonMs, request, stepMs } = options
+    const arrivals = Effect.suspend(() => {
+      let i = 0
+      return Effect.whileLoop({
+        while: () => i < gaps.length,
+        body: () => Effect.zipRight(Effect.sleep(gaps[i]), Effect.forkDaemon(request(i))),
+        step: () => void i++
+      })
+    })
+    yield* Effect.forkDaemon(arrivals)
+    yield* Effect.withSchedulingPriority(
+      Effect.whileLoop({
+        while: () => !finished() && clock.unsafeCurrentTimeMillis() < horizonMs,
+        body: () => clock.adjust(stepMs),
+        step: () => undefined
+      }),
+      IDLE
+    )
+  })
+
+/**
+ * Runs `program` on the fast TestClock of a fresh `TestContext`, with Effect's `Random` seeded
+ * from `seed`, on `scheduler` (its `tasks` count what the run scheduled).
+ */
+export const runSimulation = <A, E>(
+  scheduler: DrainFirstScheduler,
+  seed: number,
+  program: (clock: TestClock.TestClock) => Effect.Effect<A, E>
+): Promise<A> =>
+  Effect.runPromise(
+    Effect.flatMap(fastTestClock, program).pipe(
+      Effect.provide(TestContext.TestContext),
+      Effect.withRandom(Random.make(seed)),
+      Effect.withScheduler(scheduler)
+    )
+  )

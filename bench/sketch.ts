@@ -20,36 +20,24 @@
  * Times depend on the machine and its load (the header prints the load average).
  */
 import { performance } from "node:perf_hooks"
+import { mulberry32, normal } from "../src/internal/prng.js"
 import { LatencySketch } from "../src/internal/sketch.js"
 import { describeMachine, fmt, log, lpad, machine, pad, statsOf } from "./harness.js"
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 41)
 const T0 = 1_700_000_040_000 // epoch ms, on a sub-window boundary
 
-/** A small seeded PRNG (mulberry32), so every run times the same samples. */
-const prng = (seed: number) => {
-  let s = seed >>> 0
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+// Seeded samples (mulberry32), so every run times the same samples.
 
 const lognormal = (n: number, median: number, sigma: number, seed: number): Float64Array => {
-  const u = prng(seed)
+  const u = mulberry32(seed)
   const out = new Float64Array(n)
-  for (let i = 0; i < n; i++) {
-    const z = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u())
-    out[i] = median * Math.exp(sigma * z)
-  }
+  for (let i = 0; i < n; i++) out[i] = median * Math.exp(sigma * normal(u))
   return out
 }
 
 const logUniform = (n: number, min: number, max: number, seed: number): Float64Array => {
-  const u = prng(seed)
+  const u = mulberry32(seed)
   const out = new Float64Array(n)
   for (let i = 0; i < n; i++) out[i] = min * Math.exp(u() * Math.log(max / min))
   return out

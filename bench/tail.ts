@@ -30,17 +30,12 @@
  * request's fiber (checked against `route.latencyMs`). Extra attempts = (upstream calls -
  * requests) / requests, the calls counted by the fake.
  *
- * How the TestClock is driven. The stock `TestClock.adjust` wakes sleeps one at a time and,
- * before each, waits until every fiber is suspended (`awaitSuspended`: three `setTimeout(0)`,
- * a few milliseconds of wall time per wake-up): about 10 ms per simulated request, a quarter
- * of an hour or more per mode of 100,000 (the calibration at the start measures it on the
- * `none` mode, 2 wake-ups per request; hedged requests have more). Here the simulation runs
- * on a scheduler of its own, single-threaded and deterministic, with two queues: the clock's
- * driver fiber runs at an idle priority and only when no other fiber has work left, so once the
- * driver runs again every fiber woken at this instant, and whatever it woke in turn, has run
- * and suspended. `awaitSuspended` is then a plain yield (replaced on the TestClock instance, with
- * the "not advancing the clock" warnings); the sleeps, their ordering and the adjust loop are the
- * stock TestClock's. Runs are reproducible: the same figures on every run.
+ * How the TestClock is driven: see bench/sim.ts (a drain-first scheduler; the stock TestClock's
+ * sleeps and adjust loop). The stock `TestClock.adjust`, which waits for every fiber to suspend
+ * with real timers before each wake-up, would take about 10 ms per simulated request here, a
+ * quarter of an hour or more per mode of 100,000: the calibration at the start measures it on
+ * the `none` mode (2 wake-ups per request; hedged requests have more). Runs are reproducible:
+ * the same figures on every run.
  *
  * The last line printed is one JSON object: `modes` (p50, p99, p99.9 and extra attempts of
  * each), `target` (the issue's: adaptive hedging cuts p99.9 at least 10x for at most 5% extra
@@ -51,13 +46,13 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Random from "effect/Random"
-import type * as Scheduler from "effect/Scheduler"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
 import { Hedge, type Provider, Router } from "../src/index.js"
+import { normal } from "../src/internal/prng.js"
 import { FakeProvider } from "../src/testing.js"
 import { describeMachine, fmt, log, lpad, machine as machineInfo, pad, quantile, round2 } from "./harness.js"
+import { DrainFirstScheduler, drawsFor, driveArrivals, poissonGaps, runSimulation } from "./sim.js"
 
 // -------------------------------------------------------------------------------------------
 // Settings (issue 8's parameters: keep them, they are the comparison)
@@ -87,30 +82,8 @@ const deploymentIds = Array.from({ length: DEPLOYMENTS }, (_, i) => `d${i}`)
 const deploymentIndex = new Map(deploymentIds.map((id, i) => [id, i]))
 
 // -------------------------------------------------------------------------------------------
-// Seeded draws
+// Seeded draws (bench/sim.ts)
 // -------------------------------------------------------------------------------------------
-
-/** murmur3's 32-bit finalizer. */
-const fmix32 = (h: number): number => {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
-
-/** mulberry32 from a 32-bit seed. */
-const mulberry32 = (seed: number) => {
-  let s = seed >>> 0
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Draw {
   readonly stall: boolean
@@ -122,122 +95,17 @@ interface Draw {
 
 /** The call `callIndex` of deployment `deployment`: the same in every mode and every run. */
 const draw = (deployment: number, callIndex: number): Draw => {
-  const u = mulberry32(fmix32(fmix32(SEED ^ Math.imul(deployment + 1, 0x9e3779b1)) ^ callIndex))
+  const u = drawsFor(SEED, deployment, callIndex)
   const stall = u() < STALL_PROBABILITY
-  const z = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u())
+  const z = normal(u)
   // Whole milliseconds, as the fake's own distributions draw them: clock arithmetic stays exact.
   const lognormalMs = Math.max(1, Math.round(MEDIAN_MS * Math.exp(SIGMA * z)))
   return { stall, lognormalMs, latencyMs: stall ? STALL_MS : lognormalMs }
 }
 
-/**
- * Poisson arrivals: the gap before each request, in ms (seeded exponential draws; arrival times
- * rounded to whole milliseconds, the first at 1 ms).
- */
-const arrivalGaps = (() => {
-  const u = mulberry32(fmix32(SEED ^ 0xa7719a1))
-  const gaps = new Float64Array(REQUESTS)
-  const meanMs = 1000 / ARRIVALS_PER_SEC
-  let t = 1
-  let previous = 0
-  for (let i = 0; i < REQUESTS; i++) {
-    if (i > 0) t += -meanMs * Math.log(1 - u())
-    const at = Math.round(t)
-    gaps[i] = at - previous
-    previous = at
-  }
-  return gaps
-})()
+/** Poisson arrivals: the gap before each request, in whole ms (the first at 1 ms). */
+const arrivalGaps = poissonGaps(SEED, REQUESTS, ARRIVALS_PER_SEC)
 const lastArrivalMs = arrivalGaps.reduce((a, b) => a + b, 0)
-
-// -------------------------------------------------------------------------------------------
-// The clock and the scheduler
-// -------------------------------------------------------------------------------------------
-
-/** The scheduling priority of the clock's driver: it runs only when no other fiber has work. */
-const IDLE = 1
-
-/**
- * A single-threaded scheduler with two FIFO queues: tasks at priority `IDLE` (the clock's
- * driver) run only when the other queue is empty. Fibers never yield on their own (they run
- * until they suspend), which is deterministic and saves a task per 2048 operations.
- */
-class DrainFirstScheduler implements Scheduler.Scheduler {
-  private busy: Array<Scheduler.Task | undefined> = []
-  private busyHead = 0
-  private idle: Array<Scheduler.Task | undefined> = []
-  private idleHead = 0
-  private draining = false
-  private kicked = false
-  tasks = 0
-
-  shouldYield(): number | false {
-    return false
-  }
-
-  scheduleTask(task: Scheduler.Task, priority: number): void {
-    if (priority >= IDLE) this.idle.push(task)
-    else this.busy.push(task)
-    if (!this.draining && !this.kicked) {
-      this.kicked = true
-      setImmediate(this.drain)
-    }
-  }
-
-  private readonly drain = (): void => {
-    this.kicked = false
-    this.draining = true
-    try {
-      for (;;) {
-        let task: Scheduler.Task | undefined
-        if (this.busyHead < this.busy.length) {
-          task = this.busy[this.busyHead]
-          this.busy[this.busyHead++] = undefined
-          if (this.busyHead === this.busy.length) {
-            this.busy.length = 0
-            this.busyHead = 0
-          }
-        } else if (this.idleHead < this.idle.length) {
-          task = this.idle[this.idleHead]
-          this.idle[this.idleHead++] = undefined
-          if (this.idleHead === this.idle.length) {
-            this.idle.length = 0
-            this.idleHead = 0
-          }
-        } else {
-          break
-        }
-        this.tasks++
-        task!()
-      }
-    } finally {
-      this.draining = false
-    }
-  }
-}
-
-/**
- * The TestClock of the context (the stock one: its sleeps and its `adjust` loop), with
- * `awaitSuspended` a plain yield: under `DrainFirstScheduler` the yielding driver resumes only
- * once every other fiber has suspended, which is what the stock version waits for with real
- * timers. The warnings about a clock not being advanced are off (they start real timers). The
- * three are methods of Effect's `TestClockImpl` (internal: not in its types), replaced on this
- * instance only; a TestClock without them makes the bench stop.
- */
-const fastTestClock: Effect.Effect<TestClock.TestClock> = Effect.flatMap(TestClock.testClock(), (clock) => {
-  const methods = ["awaitSuspended", "warningStart", "warningDone"] as const
-  for (const m of methods) {
-    if (!(m in clock) || typeof (clock as unknown as Record<string, unknown>)[m] !== "function") {
-      return Effect.dieMessage(`bench: this TestClock has no ${m} method to replace (Effect's TestClockImpl changed?)`)
-    }
-  }
-  Object.assign(clock, {
-    awaitSuspended: () => Effect.yieldNow(),
-    warningStart: () => Effect.void,
-    warningDone: () => Effect.void
-  })
-  return Effect.succeed(clock)
-})
 
 // -------------------------------------------------------------------------------------------
 // Modes
@@ -442,37 +310,18 @@ const runMode = async (mode: Mode): Promise<RunResult> => {
               })
           })
         })
-      // Arrivals: one fiber sleeping the Poisson gaps and forking each request (a daemon, so the
-      // arrival fiber ending does not interrupt the requests still running).
-      const arrivals = Effect.suspend(() => {
-        let i = 0
-        return Effect.whileLoop({
-          while: () => i < REQUESTS,
-          body: () => Effect.zipRight(Effect.sleep(arrivalGaps[i]), Effect.forkDaemon(request(i))),
-          step: () => void i++
-        })
+      // The Poisson arrivals, and the clock in steps until every request has answered.
+      yield* driveArrivals(clock, {
+        gaps: arrivalGaps,
+        request,
+        stepMs: STEP_MS,
+        horizonMs: lastArrivalMs + 10 * 60_000,
+        finished: () => done >= REQUESTS
       })
-      yield* Effect.forkDaemon(arrivals)
-      // The driver: the clock in steps, at the idle priority, until every request has answered.
-      const horizon = lastArrivalMs + 10 * 60_000
-      yield* Effect.withSchedulingPriority(
-        Effect.whileLoop({
-          while: () => done < REQUESTS && clock.unsafeCurrentTimeMillis() < horizon,
-          body: () => clock.adjust(STEP_MS),
-          step: () => undefined
-        }),
-        IDLE
-      )
       return { simulatedSec: clock.unsafeCurrentTimeMillis() / 1000 }
     })
 
-  const outcome = await Effect.runPromise(
-    Effect.flatMap(fastTestClock, (clock) => Effect.provide(simulate(clock), RouterLive)).pipe(
-        Effect.provide(TestContext.TestContext),
-        Effect.withRandom(Random.make(SEED)),
-        Effect.withScheduler(scheduler)
-      )
-  )
+  const outcome = await runSimulation(scheduler, SEED, (clock) => Effect.provide(simulate(clock), RouterLive))
   if (done < REQUESTS) throw new Error(`bench: ${mode.name}: only ${done} of ${REQUESTS} requests answered`)
   // Nothing here fails (stalls are slow successes): a failed request is a broken run.
   if (firstFailure !== undefined) throw new Error(`bench: ${mode.name}: ${failures} requests failed; the first:\n${firstFailure}`)

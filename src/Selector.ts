@@ -89,9 +89,9 @@ export class Selector extends Context.Tag("effect-llm-router/Selector")<Selector
  * import { Effect } from "effect"
  * import { Selector } from "effect-llm-router"
  *
- * // least busy first, ties to the first listed
- * const leastBusy = Selector.make((candidates) =>
- *   Effect.succeed(candidates.reduce((best, c) => (c.stats.inFlight < best.stats.inFlight ? c : best)))
+ * // primary / secondary: the first available deployment in config order
+ * const firstListed = Selector.make((candidates) =>
+ *   Effect.succeed(candidates.reduce((best, c) => (c.deployment.index < best.deployment.index ? c : best)))
  * )
  * // premium requests only on deployments tagged "premium"
  * const byTier = Selector.make((candidates, { request }) => {

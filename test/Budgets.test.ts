@@ -10,6 +10,7 @@ import * as fc from "fast-check"
 import { CostMeter, Router, RouterState, Tokens } from "../src/index.js"
 import type { Deployment } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
+import { replayArrivals } from "./support/arrivals.js"
 
 // a dollar per prompt token, two per output token: costs are easy to count
 const pricing = { inputCostPerToken: 1, outputCostPerToken: 2 }
@@ -159,17 +160,7 @@ const simulate = (limit: number, maxConcurrent: number, arrivals: ReadonlyArray<
   const extras = sorted.map((a) => Math.max(-a.maxTokens, a.extra))
   const fake = exact({ latency: "300 millis", extra: (i) => extras[i] ?? 0 })
   return Effect.gen(function*() {
-    const fibers = []
-    let clock = 0
-    for (const a of sorted) {
-      if (a.at > clock) {
-        yield* TestClock.adjust(Duration.millis(a.at - clock))
-        clock = a.at
-      }
-      fibers.push(yield* Effect.fork(Effect.either(Router.chat(ask(a.maxTokens), { waitForCapacity: "1 second" }))))
-    }
-    yield* TestClock.adjust("1 minute")
-    const results = yield* Effect.forEach(fibers, Fiber.join)
+    const results = yield* replayArrivals(sorted, (a) => Router.chat(ask(a.maxTokens), { waitForCapacity: "1 second" }), "1 minute")
     for (const r of results) {
       if (Either.isLeft(r) && !(r.left._tag === "NoDeploymentAvailable" && (r.left.reason === "over_budget" || r.left.reason === "over_limits"))) return false
     }

@@ -8,8 +8,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Fiber, Layer, Option, Random, Stream, TestClock } from "effect"
 import * as fc from "effect/FastCheck"
 import { Cooldown, Deployment, type Errors, Fallback, type Provider, RetrySchedule, Router, RouterState, Selector, Tokens } from "../src/index.js"
-import { type FastReservation, takesAvailable } from "../src/internal/state.js"
 import { FakeProvider } from "../src/testing.js"
+import { watchFastPath } from "./support/fastPath.js"
 
 const fake = FakeProvider.unsafeMake()
 
@@ -434,15 +434,7 @@ describe("priority tiers (order)", () => {
 describe("the store's fast path", () => {
   it.effect("kept where no filter applies (tiers, windows the request fits); left where one does", () =>
     Effect.gen(function*() {
-      const store = yield* RouterState.makeMemory()
-      const promised: Array<boolean> = []
-      const watching: RouterState.Service = {
-        ...store,
-        reserve: (reservation) => {
-          promised.push((reservation as FastReservation)[takesAvailable] !== undefined)
-          return store.reserve(reservation)
-        }
-      }
+      const { promised, routerOf } = yield* watchFastPath
       yield* Effect.gen(function*() {
         const promise = (request: Effect.Effect<unknown, unknown, Router.Router>) =>
           Effect.gen(function*() {
@@ -460,7 +452,7 @@ describe("the store's fast path", () => {
         expect(yield* promise(Router.chat(ask("plain"), { tags: { exclude: [] } }))).toEqual([true])
       }).pipe(
         Effect.provide(
-          Router.layer({
+          routerOf({
             deployments: [
               dep("p", "plain", { region: "eu" }),
               dep("t0", "tiered", { order: 0 }),
@@ -470,10 +462,7 @@ describe("the store's fast path", () => {
               dep("d", "defaults", { tags: ["default"] }),
               dep("d2", "defaults")
             ]
-          }).pipe(
-            Layer.provideMerge(Router.policies),
-            Layer.provideMerge(Layer.succeed(RouterState.RouterState, watching))
-          )
+          })
         ),
         Effect.withRandom(Random.make(3))
       )

@@ -15,6 +15,7 @@ import * as TestClock from "effect/TestClock"
 import * as fc from "fast-check"
 import { Deployment, type Errors, type Provider, RetrySchedule, Router, type RouterState, Selector } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
+import { pickCounts } from "./support/picks.js"
 
 // -------------------------------------------------------------------------------------------
 // Scripted stats
@@ -98,18 +99,7 @@ const selection = (kind: "chat" | "stream" | "embed" = "chat", attempt = 0): Sel
     : { kind, group: "g", request: { model: "g", messages: [{ role: "user", content: "hi" }] }, attempt }
 
 /** `n` picks by the selector in context, as counts by candidate index. */
-const counts = (cs: ReadonlyArray<Selector.Candidate>, n: number, request = selection()) =>
-  Effect.gen(function*() {
-    const selector = yield* Selector.Selector
-    const out = cs.map(() => 0)
-    for (let i = 0; i < n; i++) {
-      const picked = yield* selector.pick(cs, request)
-      const k = cs.indexOf(picked)
-      if (k < 0) throw new Error("picked something that is not a candidate")
-      out[k]++
-    }
-    return out
-  })
+const counts = (cs: ReadonlyArray<Selector.Candidate>, n: number, request = selection()) => pickCounts(cs, n, request)
 
 const seeded = <A, E, R>(effect: Effect.Effect<A, E, R>, seed = 7) => Effect.withRandom(effect, Random.make(seed))
 

@@ -11,6 +11,7 @@ import { MinuteWindow } from "../src/internal/window.js"
 import { Router, Tokens } from "../src/index.js"
 import type { Deployment } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
+import { replayArrivals } from "./support/arrivals.js"
 
 const request = (content = "hi", max_tokens?: number) =>
   ({ model: "g", messages: [{ role: "user" as const, content }], ...(max_tokens === undefined ? {} : { max_tokens }) })
@@ -209,18 +210,11 @@ const simulate = (
     ...(l.maxConcurrent === undefined ? {} : { maxConcurrent: l.maxConcurrent })
   }))
   return Effect.gen(function*() {
-    const sorted = [...arrivals].sort((a, b) => a.at - b.at)
-    const fibers = []
-    let clock = 0
-    for (const a of sorted) {
-      if (a.at > clock) {
-        yield* TestClock.adjust(Duration.millis(a.at - clock))
-        clock = a.at
-      }
-      fibers.push(yield* Effect.fork(Effect.either(Router.chat(request("x".repeat(a.maxTokens), a.maxTokens), a.wait ? { waitForCapacity: "20 seconds" } : {}))))
-    }
-    yield* TestClock.adjust("10 minutes")
-    const results = yield* Effect.forEach(fibers, Fiber.join)
+    const results = yield* replayArrivals(
+      arrivals,
+      (a) => Router.chat(request("x".repeat(a.maxTokens), a.maxTokens), a.wait ? { waitForCapacity: "20 seconds" } : {}),
+      "10 minutes"
+    )
     // nothing lost: each answered, or refused for a limit
     for (const r of results) {
       if (Either.isLeft(r) && !(r.left._tag === "NoDeploymentAvailable" && r.left.reason === "over_limits")) return false

@@ -16,6 +16,7 @@ import * as TestClock from "effect/TestClock"
 import * as fc from "fast-check"
 import { CostMeter, Deployment, type Provider, Router, RouterState, Selector } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
+import { expectClose, pickShares } from "./support/picks.js"
 
 const fake = FakeProvider.unsafeMake()
 
@@ -56,27 +57,7 @@ const chatSelection = (request: Partial<Provider.ChatRequest> = {}, attempt = 0)
 })
 
 /** Shares of `n` picks by the selector in context, by candidate, in order. */
-const observe = (cs: ReadonlyArray<Selector.Candidate>, n: number, request = chatSelection()) =>
-  Effect.gen(function*() {
-    const selector = yield* Selector.Selector
-    const counts = cs.map(() => 0)
-    for (let i = 0; i < n; i++) {
-      const picked = yield* selector.pick(cs, request)
-      const at = cs.indexOf(picked)
-      if (at < 0) throw new Error("picked something that is not a candidate")
-      counts[at]++
-    }
-    return counts.map((c) => c / n)
-  })
-
-const expectClose = (observed: ReadonlyArray<number>, expected: ReadonlyArray<number>, tolerance = 0.02) => {
-  expect(observed.length).toBe(expected.length)
-  observed.forEach((o, i) => {
-    if (Math.abs(o - expected[i]) > tolerance) {
-      throw new Error(`share ${i}: observed ${o.toFixed(4)}, expected ${expected[i]} ± ${tolerance} (all: ${observed.map((x) => x.toFixed(4)).join(", ")})`)
-    }
-  })
-}
+const observe = (cs: ReadonlyArray<Selector.Candidate>, n: number, request = chatSelection()) => pickShares(cs, n, request)
 
 const pickOnce = (cs: ReadonlyArray<Selector.Candidate>, request = chatSelection()) =>
   Effect.flatMap(Selector.Selector, (selector) => selector.pick(cs, request))
@@ -89,6 +70,10 @@ const servedBy = (request: Partial<Provider.ChatRequest> = {}) =>
     Router.chat({ model: "g", messages: [{ role: "user", content: "hi" }], ...request }),
     (r) => r.route.deploymentId
   )
+
+/** A router over `deployments` picking with `selector`, on `Router.defaults` (kept in context). */
+const routedWith = <E, R>(selector: Layer.Layer<Selector.Selector, E, R>, deployments: Router.Config["deployments"]) =>
+  Router.layer({ deployments }).pipe(Layer.provide(selector), Layer.provideMerge(Router.defaults))
 
 const countBy = (ids: ReadonlyArray<string>) => {
   const counts: Record<string, number> = {}
@@ -175,14 +160,12 @@ describe("Selector.leastBusy", () => {
       expect(countBy(yield* Fiber.join(fiber))).toEqual({ a: 10, b: 10, c: 10, d: 10 })
     }).pipe(
       Effect.provide(
-        Router.layer({
-          deployments: ["a", "b", "c", "d"].map((id) => ({
-            id,
-            group: "g",
-            provider: FakeProvider.unsafeMake({ latency: "1 second" }),
-            model: "m"
-          }))
-        }).pipe(Layer.provide(Selector.leastBusy), Layer.provideMerge(Router.defaults))
+        routedWith(Selector.leastBusy, ["a", "b", "c", "d"].map((id) => ({
+          id,
+          group: "g",
+          provider: FakeProvider.unsafeMake({ latency: "1 second" }),
+          model: "m"
+        })))
       ),
       Effect.withRandom(Random.make(3))
     ))
@@ -202,13 +185,11 @@ describe("Selector.leastBusy", () => {
       expect((counts.slow ?? 0) + counts.fast1 + counts.fast2).toBe(60)
     }).pipe(
       Effect.provide(
-        Router.layer({
-          deployments: [
-            { id: "slow", group: "g", provider: FakeProvider.unsafeMake({ latency: "2 seconds" }), model: "m" },
-            { id: "fast1", group: "g", provider: FakeProvider.unsafeMake({ latency: "100 millis" }), model: "m" },
-            { id: "fast2", group: "g", provider: FakeProvider.unsafeMake({ latency: "100 millis" }), model: "m" }
-          ]
-        }).pipe(Layer.provide(Selector.leastBusy), Layer.provideMerge(Router.defaults))
+        routedWith(Selector.leastBusy, [
+          { id: "slow", group: "g", provider: FakeProvider.unsafeMake({ latency: "2 seconds" }), model: "m" },
+          { id: "fast1", group: "g", provider: FakeProvider.unsafeMake({ latency: "100 millis" }), model: "m" },
+          { id: "fast2", group: "g", provider: FakeProvider.unsafeMake({ latency: "100 millis" }), model: "m" }
+        ])
       ),
       Effect.withRandom(Random.make(11))
     ))
@@ -413,12 +394,10 @@ describe("Selector.usageBased", () => {
       expect(counts.small + counts.large).toBe(40)
     }).pipe(
       Effect.provide(
-        Router.layer({
-          deployments: [
-            { id: "small", group: "g", provider: fake, model: "m", rpm: 100 },
-            { id: "large", group: "g", provider: fake, model: "m", rpm: 300 }
-          ]
-        }).pipe(Layer.provide(Selector.usageBased()), Layer.provideMerge(Router.defaults))
+        routedWith(Selector.usageBased(), [
+          { id: "small", group: "g", provider: fake, model: "m", rpm: 100 },
+          { id: "large", group: "g", provider: fake, model: "m", rpm: 300 }
+        ])
       )
     ))
 
@@ -434,15 +413,13 @@ describe("Selector.usageBased", () => {
       expect(Math.max(...Object.values(counts)) - Math.min(...Object.values(counts))).toBeLessThanOrEqual(12)
     }).pipe(
       Effect.provide(
-        Router.layer({
-          deployments: Array.from({ length: 100 }, (_, i) => ({
-            id: i < 50 ? `small-${i}` : `large-${i}`,
-            group: "g",
-            provider: fake,
-            model: "m",
-            rpm: i < 50 ? 100 : 300
-          }))
-        }).pipe(Layer.provide(Selector.usageBased()), Layer.provideMerge(Router.defaults))
+        routedWith(Selector.usageBased(), Array.from({ length: 100 }, (_, i) => ({
+          id: i < 50 ? `small-${i}` : `large-${i}`,
+          group: "g",
+          provider: fake,
+          model: "m",
+          rpm: i < 50 ? 100 : 300
+        })))
       ),
       Effect.withRandom(Random.make(8))
     ))
@@ -473,12 +450,10 @@ describe("Selector.usageBased", () => {
       expect(counts.own).toBeGreaterThanOrEqual(29)
     }).pipe(
       Effect.provide(
-        Router.layer({
-          deployments: [
-            { id: "shared", group: "g", provider: reporting, model: "m", rpm: 1_000 },
-            { id: "own", group: "g", provider: reporting, model: "m", rpm: 1_000 }
-          ]
-        }).pipe(Layer.provide(Selector.usageBased()), Layer.provideMerge(Router.defaults))
+        routedWith(Selector.usageBased(), [
+          { id: "shared", group: "g", provider: reporting, model: "m", rpm: 1_000 },
+          { id: "own", group: "g", provider: reporting, model: "m", rpm: 1_000 }
+        ])
       ),
       Effect.withRandom(Random.make(1))
     )
@@ -617,13 +592,11 @@ describe("Selector.lowestCost", () => {
       expect(yield* servedBy({ max_tokens: 10 })).toBe("cheap")
     }).pipe(
       Effect.provide(
-        Router.layer({
-          deployments: [
-            { id: "dear", group: "g", provider: fake, model: "m", pricing: price(10e-6, 30e-6) },
-            { id: "cheap", group: "g", provider: fake, model: "m", pricing: price(0.1e-6, 0.4e-6) },
-            { id: "mid", group: "g", provider: fake, model: "m", pricing: price(1e-6, 3e-6) }
-          ]
-        }).pipe(Layer.provide(Selector.lowestCost()), Layer.provideMerge(Router.defaults))
+        routedWith(Selector.lowestCost(), [
+          { id: "dear", group: "g", provider: fake, model: "m", pricing: price(10e-6, 30e-6) },
+          { id: "cheap", group: "g", provider: fake, model: "m", pricing: price(0.1e-6, 0.4e-6) },
+          { id: "mid", group: "g", provider: fake, model: "m", pricing: price(1e-6, 3e-6) }
+        ])
       )
     ))
 })

@@ -7,11 +7,12 @@
  * only for requests it holds for.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Random, TestClock, TestContext } from "effect"
+import { Effect, Either, Fiber, Random, TestClock, TestContext } from "effect"
 import * as fc from "fast-check"
 import { type Deployment, Deployment as Deployments, Router, RouterState, Selector } from "../src/index.js"
 import { type FastReservation, takesAvailable } from "../src/internal/state.js"
 import { FakeProvider } from "../src/testing.js"
+import { watchFastPath } from "./support/fastPath.js"
 
 const fake = FakeProvider.unsafeMake()
 
@@ -205,15 +206,7 @@ describe("the router's promise (attempt.ts)", () => {
 
   it.effect("made for a plain request, not for one with tags nor for a retry after a failure", () =>
     Effect.gen(function*() {
-      const store = yield* RouterState.makeMemory()
-      const promised: Array<boolean> = []
-      const watching: RouterState.Service = {
-        ...store,
-        reserve: (reservation) => {
-          promised.push((reservation as FastReservation)[takesAvailable] !== undefined)
-          return store.reserve(reservation)
-        }
-      }
+      const { promised, routerOf } = yield* watchFastPath
       yield* Effect.gen(function*() {
         yield* chat("ok")
         expect(promised).toEqual([true])
@@ -230,10 +223,7 @@ describe("the router's promise (attempt.ts)", () => {
         expect(promised.slice(1).every((p) => !p)).toBe(true)
       }).pipe(
         Effect.provide(
-          Router.layer({ deployments }).pipe(
-            Layer.provideMerge(Router.policies),
-            Layer.provideMerge(Layer.succeed(RouterState.RouterState, watching))
-          )
+          routerOf({ deployments })
         ),
         Effect.withRandom(Random.make(7))
       )

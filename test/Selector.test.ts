@@ -8,6 +8,7 @@ import * as TestClock from "effect/TestClock"
 import * as fc from "fast-check"
 import { Cooldown, Deployment, RetrySchedule, Router, RouterState, Selector } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
+import { expectClose, pickShares } from "./support/picks.js"
 
 const fake = FakeProvider.unsafeMake()
 
@@ -40,31 +41,11 @@ const selection = (group = "g", attempt = 0): Selector.SelectionRequest => ({
   attempt
 })
 
-/** Shares of `n` picks by the selector in context, by deployment id. */
-const observe = (cs: ReadonlyArray<Selector.Candidate>, n: number) =>
-  Effect.gen(function*() {
-    const selector = yield* Selector.Selector
-    const counts = new Map<string, number>(cs.map((c) => [c.deployment.id, 0]))
-    const request = selection(cs[0].deployment.group)
-    for (let i = 0; i < n; i++) {
-      const picked = yield* selector.pick(cs, request)
-      if (!cs.includes(picked)) throw new Error("picked something that is not a candidate")
-      counts.set(picked.deployment.id, counts.get(picked.deployment.id)! + 1)
-    }
-    return cs.map((c) => counts.get(c.deployment.id)! / n)
-  })
+/** Shares of `n` picks by the selector in context, by candidate, in order. */
+const observe = (cs: ReadonlyArray<Selector.Candidate>, n: number) => pickShares(cs, n, selection(cs[0].deployment.group))
 
 const weightedShares = (cs: ReadonlyArray<Selector.Candidate>, n = 20_000, seed = 42) =>
   observe(cs, n).pipe(Effect.provide(Selector.weighted), Effect.withRandom(Random.make(seed)))
-
-const expectClose = (observed: ReadonlyArray<number>, expected: ReadonlyArray<number>, tolerance = 0.02) => {
-  expect(observed.length).toBe(expected.length)
-  observed.forEach((o, i) => {
-    if (Math.abs(o - expected[i]) > tolerance) {
-      throw new Error(`share ${i}: observed ${o.toFixed(4)}, expected ${expected[i]} ± ${tolerance} (all: ${observed.map((x) => x.toFixed(4)).join(", ")})`)
-    }
-  })
-}
 
 const ask = (model = "g", tags?: ReadonlyArray<string>) =>
   Router.chat({

@@ -3,6 +3,7 @@ import * as fc from "fast-check"
 import { PerformanceObserver } from "node:perf_hooks"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
+import { mulberry32, normal } from "../src/internal/prng.js"
 import { LatencySketch } from "../src/internal/sketch.js"
 
 const QS = [0, 0.5, 0.9, 0.95, 0.99, 1] as const
@@ -28,27 +29,17 @@ const expectWithin = (sketch: LatencySketch, now: number, samples: ReadonlyArray
   }
 }
 
-/** A small seeded PRNG (mulberry32): large sample sets from a seed, so fast-check runs stay fast. */
-const prng = (seed: number) => {
-  let s = seed >>> 0
-  return (): number => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 type Kind = "uniform" | "wide-uniform" | "lognormal" | "outliers" | "bimodal" | "constant"
 
-/** `n` samples (ms) of one latency-like distribution. */
+/**
+ * `n` samples (ms) of one latency-like distribution, drawn with mulberry32 from `seed`: large
+ * sample sets from a seed, so fast-check runs stay fast.
+ */
 const samplesOf = (kind: Kind, n: number, seed: number): Array<number> => {
-  const u = prng(seed)
-  const normal = () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u())
+  const u = mulberry32(seed)
   const mu = Math.log(20 + u() * 2000)
   const sigma = 0.05 + u() * 1.5
-  const logNormal = () => Math.exp(mu + sigma * normal())
+  const logNormal = () => Math.exp(mu + sigma * normal(u))
   const constant = 0.1 + u() * 1000
   const out = new Array<number>(n)
   for (let i = 0; i < n; i++) {
@@ -390,7 +381,7 @@ describe("LatencySketch", () => {
       const gc = vm.runInNewContext("gc") as () => void
       const sketch = new LatencySketch()
       const values = new Float64Array(4_096)
-      const u = prng(1)
+      const u = mulberry32(1)
       for (let i = 0; i < values.length; i++) values[i] = Math.exp(Math.log(300) + 1.2 * (u() - 0.5) * 4)
       // Starts on a multiple of the sub-window so the run rotates the same way each time.
       const loop = (n: number, start: number) => {

@@ -36,6 +36,7 @@ import type {
   Outcome,
   Reply
 } from "../providers/Fake.js"
+import { fmix32 } from "./prng.js"
 
 export const toError = (failure: FailureInput, provider: string, deploymentId: string): Errors.ProviderError =>
   makeError(normalizeFailure(failure), provider, deploymentId)
@@ -423,16 +424,6 @@ const sleep = (ms: number): Effect.Effect<void> => ms === Infinity ? Effect.neve
 const LATENCY_STREAM = 0x1a7e
 const FAILURE_STREAM = 0xfa11
 
-/** murmur3's 32-bit finalizer. */
-const fmix32 = (h: number): number => {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
-
 /** FNV-1a of a string. */
 const hashString = (s: string): number => {
   let h = 0x811c9dc5
@@ -441,8 +432,9 @@ const hashString = (s: string): number => {
 }
 
 /**
- * The `n`-th output of mulberry32 seeded from `(seed, salt, stream)`, in [0, 1). Mulberry32's
- * state advances by a constant, so any position of its sequence is computed directly.
+ * The `n`-th output of mulberry32 (`mulberry32` in prng.ts) seeded from `(seed, salt, stream)`,
+ * in [0, 1). Mulberry32's state advances by a constant, so any position of its sequence is
+ * computed directly.
  */
 const unit = (seed: number, salt: number, stream: number, n: number): number => {
   const base = fmix32(fmix32((seed | 0) ^ stream) ^ salt)

@@ -4,10 +4,10 @@
  *
  * All three run inside the store's atomic reserve, on every routed attempt, so each pick is one
  * pass over the candidates with no allocation of its own and no sort: the best score so far is
- * kept with the positions tied for it (in a scratch array), and one random number from Effect's
- * `Random` service picks among the tied, uniformly. The whole pass is synchronous inside that
- * one `Random.next` callback, so nothing runs between scoring and choosing, and the scratch
- * array is never used by two picks at once.
+ * kept with the positions tied for it (the module's `tally`), and one random number from
+ * Effect's `Random` service picks among the tied, uniformly. The whole pass is synchronous
+ * inside that one `Random.next` callback, so nothing runs between scoring and choosing, and the
+ * tally is never used by two picks at once.
  *
  * @internal
  */
@@ -21,28 +21,54 @@ import type { Deployment } from "../Deployment.js"
 import type { InvalidConfig } from "../Errors.js"
 import type { ChatRequest, EmbeddingRequest, RateLimitInfo } from "../Provider.js"
 import type { Candidate, SelectionRequest } from "../Selector.js"
+import { fmix32 } from "./prng.js"
 import { PositiveDuration, PositiveInt, validateConfig } from "./schemas.js"
 import { maxOutputTokens, promptTokens } from "./tokens.js"
 
 type Pick = (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => Effect.Effect<Candidate>
 
 // -------------------------------------------------------------------------------------------
-// Shared: the tied positions, token estimates
+// Shared: the tally of the best score, token estimates
 // -------------------------------------------------------------------------------------------
 
 /**
- * The positions tied for the best score of the pass under way. One for the module: a pass runs
- * from start to end in one synchronous callback, so two never overlap.
+ * The lowest score of the pass under way and the positions tied for it (a pass that wants the
+ * highest offers the score negated). One for the module, reused by every pass (`start` resets
+ * it): a pass runs from start to end in one synchronous callback, so two never overlap.
  */
-let tiedScratch = new Int32Array(64)
-const tiedFor = (n: number): Int32Array => {
-  if (tiedScratch.length < n) tiedScratch = new Int32Array(Math.max(n, tiedScratch.length * 2))
-  return tiedScratch
+class Tally {
+  /** The lowest score offered so far (Infinity: none yet). */
+  best = Infinity
+  private tied = new Int32Array(64)
+  private ties = 0
+
+  /** Starts a pass over `n` candidates. */
+  start(n: number): Tally {
+    if (this.tied.length < n) this.tied = new Int32Array(Math.max(n, this.tied.length * 2))
+    this.best = Infinity
+    this.ties = 0
+    return this
+  }
+
+  /** Position `i` scores `score`: it takes the lead when lower than the best, ties when equal. */
+  offer(i: number, score: number): void {
+    if (score < this.best) {
+      this.best = score
+      this.tied[0] = i
+      this.ties = 1
+    } else if (score === this.best) {
+      this.tied[this.ties++] = i
+    }
+  }
+
+  /** The `r`-th (r in [0, 1)) of the tied positions' candidates, the first candidate when none. */
+  choose(candidates: ReadonlyArray<Candidate>, r: number): Candidate {
+    const ties = this.ties
+    return ties === 0 ? candidates[0] : candidates[this.tied[ties === 1 ? 0 : Math.floor(r * ties)]]
+  }
 }
 
-/** The `r`-th (r in [0, 1)) of the `ties` tied positions, the first candidate when none. */
-const chooseTied = (candidates: ReadonlyArray<Candidate>, tied: Int32Array, ties: number, r: number): Candidate =>
-  ties === 0 ? candidates[0] : candidates[tied[ties === 1 ? 0 : Math.floor(r * ties)]]
+const tally = new Tally()
 
 /**
  * The request's estimated prompt tokens, computed once per request object (a retry's pick, a
@@ -68,20 +94,9 @@ export const leastBusyPick: Pick = (candidates) => {
   if (candidates.length === 1) return Effect.succeed(candidates[0])
   return Effect.map(Random.next, (r) => {
     const n = candidates.length
-    const tied = tiedFor(n)
-    let best = Infinity
-    let ties = 0
-    for (let i = 0; i < n; i++) {
-      const busy = candidates[i].stats.inFlight
-      if (busy < best) {
-        best = busy
-        tied[0] = i
-        ties = 1
-      } else if (busy === best) {
-        tied[ties++] = i
-      }
-    }
-    return chooseTied(candidates, tied, ties, r)
+    const t = tally.start(n)
+    for (let i = 0; i < n; i++) t.offer(i, candidates[i].stats.inFlight)
+    return t.choose(candidates, r)
   })
 }
 
@@ -108,13 +123,6 @@ export interface UsageBasedOptions {
 
 /** How many candidates a usage-based pick reads at most by default (all of a smaller group). */
 export const defaultUsageSample = 32
-
-/** A 32-bit integer hash (murmur3's finalizer): a second random draw from the bits of the first. */
-const mix = (x: number): number => {
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35)
-  return (x ^ (x >>> 16)) >>> 0
-}
 
 const validateUsageBased = validateConfig(UsageBasedOptions, "Selector.usageBased")
 
@@ -208,7 +216,8 @@ export const makeUsageBased = (input: UsageBasedOptions | undefined): Effect.Eff
     const pass = (candidates: ReadonlyArray<Candidate>, request: SelectionRequest, now: number, r: number): Candidate => {
       const n = candidates.length
       const limits = isPrepared(candidates) ? limitsOf(candidates) : undefined
-      const tied = tiedFor(n)
+      // the tally keeps the lowest: it is offered the headroom negated, so -t.best is the best headroom
+      const t = tally.start(n)
       const body = request.request
       // the positions read: all, or `sample` of them in a row from a random one (wrapping)
       let count = n
@@ -217,11 +226,10 @@ export const makeUsageBased = (input: UsageBasedOptions | undefined): Effect.Eff
       if (sample < n) {
         count = sample
         i = Math.floor(r * n)
-        tieDraw = mix((r * 4294967296) >>> 0) / 4294967296
+        // a second draw from the bits of the first (hashed: murmur3's finalizer)
+        tieDraw = fmix32((r * 4294967296) >>> 0) / 4294967296
       }
       let estimate = -1
-      let best = -Infinity
-      let ties = 0
       for (let j = 0; j < count; j++, i = i + 1 < n ? i + 1 : 0) {
         const c = candidates[i]
         let rpm: number
@@ -259,7 +267,7 @@ export const makeUsageBased = (input: UsageBasedOptions | undefined): Effect.Eff
                   if (u < score) score = u
                 }
               }
-              if (score < best) continue
+              if (score < -t.best) continue
             }
           }
         }
@@ -267,7 +275,7 @@ export const makeUsageBased = (input: UsageBasedOptions | undefined): Effect.Eff
           const u = (rpm - stats.requests - 1) / rpm
           if (u < score) {
             score = u
-            if (score < best) continue
+            if (score < -t.best) continue
           }
         }
         if (tpm === tpm) {
@@ -276,15 +284,9 @@ export const makeUsageBased = (input: UsageBasedOptions | undefined): Effect.Eff
           if (u < score) score = u
         }
         if (score === Infinity) score = 1
-        if (score > best) {
-          best = score
-          tied[0] = i
-          ties = 1
-        } else if (score === best) {
-          tied[ties++] = i
-        }
+        t.offer(i, -score)
       }
-      return chooseTied(candidates, tied, ties, tieDraw)
+      return t.choose(candidates, tieDraw)
     }
     const withClock = (candidates: ReadonlyArray<Candidate>, request: SelectionRequest) => (clock: Clock.Clock) =>
       Effect.map(Random.next, (r) => pass(candidates, request, clock.unsafeCurrentTimeMillis(), r))
@@ -378,10 +380,8 @@ export const makeLowestCost = (input: LowestCostOptions | undefined): Effect.Eff
         const prompt = estimatedPrompt(body)
         const output = maxOutputTokens(body) ?? assumedOutput
         const n = candidates.length
-        const tied = tiedFor(n)
+        const t = tally.start(n)
         const unknown = unpricedCost
-        let best = Infinity
-        let ties = 0
         if (isPrepared(candidates)) {
           // typed arrays only: the candidates themselves are not read
           const prices = pricesOf(candidates)
@@ -389,30 +389,16 @@ export const makeLowestCost = (input: LowestCostOptions | undefined): Effect.Eff
           const outputs = prices.output
           for (let i = 0; i < n; i++) {
             const inPrice = inputs[i]
-            const cost = inPrice === inPrice ? inPrice * prompt + outputs[i] * output : unknown
-            if (cost < best) {
-              best = cost
-              tied[0] = i
-              ties = 1
-            } else if (cost === best) {
-              tied[ties++] = i
-            }
+            t.offer(i, inPrice === inPrice ? inPrice * prompt + outputs[i] * output : unknown)
           }
         } else {
           for (let i = 0; i < n; i++) {
             const at = priced(candidates[i].deployment)
             const inPrice = inputPrice[at]
-            const cost = inPrice === inPrice ? inPrice * prompt + outputPrice[at] * output : unknown
-            if (cost < best) {
-              best = cost
-              tied[0] = i
-              ties = 1
-            } else if (cost === best) {
-              tied[ties++] = i
-            }
+            t.offer(i, inPrice === inPrice ? inPrice * prompt + outputPrice[at] * output : unknown)
           }
         }
-        return chooseTied(candidates, tied, ties, r)
+        return t.choose(candidates, r)
       })
     }
     return pick
