@@ -84,51 +84,6 @@ export interface FastReservation extends Reservation {
   readonly [takesAvailable]?: { readonly isAvailable: (record: CooldownRecord, now: number) => boolean } | undefined
 }
 
-/** A slot's live view as `DeploymentStats`: read at `now`, computed as read (no copy per reservation). */
-class View implements DeploymentStats {
-  constructor(private readonly slot: Slot) {}
-  get inFlight() {
-    return this.slot.inFlight
-  }
-  get inFlightAgeMs() {
-    const slot = this.slot
-    return slot.inFlight === 0 ? 0 : Math.max(0, slot.now - slot.startedSum / slot.inFlight)
-  }
-  get latencyMs() {
-    return this.slot.latencyMs
-  }
-  get firstTokenMs() {
-    return this.slot.firstTokenMs
-  }
-  get perTokenMs() {
-    return this.slot.perTokenMs
-  }
-  get latency() {
-    return this.slot.latency
-  }
-  get requests() {
-    return this.slot.requests.sum(this.slot.now)
-  }
-  get tokens() {
-    return this.slot.tokens.sum(this.slot.now)
-  }
-  get completed() {
-    return this.slot.completed.sum(this.slot.now)
-  }
-  get failures() {
-    return this.slot.failures.sum(this.slot.now)
-  }
-  get consecutiveFailures() {
-    return this.slot.consecutiveFailures
-  }
-  get cooldown() {
-    return this.slot.cooldown
-  }
-  get upstream() {
-    return this.slot.upstream
-  }
-}
-
 /** A lease as its slot holds it. */
 interface HeldLease {
   readonly at: number
@@ -176,7 +131,11 @@ export const periodOf = (period: BudgetPeriod, now: number): readonly [start: nu
   }
 }
 
-class Slot {
+/**
+ * A deployment's state, and its live `DeploymentStats` as selectors see it (read at `now`,
+ * computed as read: no copy per reservation, and one object less to reach per candidate).
+ */
+class Slot implements DeploymentStats {
   // First the fields a reservation reads of every deployment of its pool (one cache line).
   /** The earliest expiry among `leases`: nothing to sweep before it. */
   nextExpiry = Infinity
@@ -200,22 +159,35 @@ class Slot {
   readonly streams: LatencySketch
   readonly latency: { readonly calls: LatencyQuantiles; readonly streams: LatencyQuantiles }
   upstream: RateLimitInfo | undefined = undefined
-  readonly requests: WindowCounter
-  readonly tokens: WindowCounter
-  readonly completed: WindowCounter
-  readonly failures: WindowCounter
-  readonly view: View
+  readonly requestCount: WindowCounter
+  readonly tokenCount: WindowCounter
+  readonly completedCount: WindowCounter
+  readonly failureCount: WindowCounter
   /** The deployment's candidate for selectors, made once. */
   candidate: Candidate | undefined = undefined
   constructor(bucketMs: number, windowMs: number) {
     this.calls = new LatencySketch({ windowMs })
     this.streams = new LatencySketch({ windowMs })
     this.latency = { calls: this.calls, streams: this.streams }
-    this.requests = new WindowCounter(bucketMs)
-    this.tokens = new WindowCounter(bucketMs)
-    this.completed = new WindowCounter(bucketMs)
-    this.failures = new WindowCounter(bucketMs)
-    this.view = new View(this)
+    this.requestCount = new WindowCounter(bucketMs)
+    this.tokenCount = new WindowCounter(bucketMs)
+    this.completedCount = new WindowCounter(bucketMs)
+    this.failureCount = new WindowCounter(bucketMs)
+  }
+  get inFlightAgeMs() {
+    return this.inFlight === 0 ? 0 : Math.max(0, this.now - this.startedSum / this.inFlight)
+  }
+  get requests() {
+    return this.requestCount.sum(this.now)
+  }
+  get tokens() {
+    return this.tokenCount.sum(this.now)
+  }
+  get completed() {
+    return this.completedCount.sum(this.now)
+  }
+  get failures() {
+    return this.failureCount.sum(this.now)
   }
   /** Drops the leases that expired by `now` (their holders are gone or late). */
   sweep(now: number): void {
@@ -417,7 +389,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
         // A pinned request's pool is a new array at each reservation: kept nowhere, no `all`.
         const rated = pool.some((d) => d.rpm !== undefined || d.tpm !== undefined)
         if (pool.length <= 1) return { slots, all: undefined, limits: undefined, rated }
-        const all = Object.freeze(slots.map((slot, i): Candidate => Object.freeze({ deployment: pool[i], stats: slot.view })))
+        const all = Object.freeze(slots.map((slot, i): Candidate => Object.freeze({ deployment: pool[i], stats: slot })))
         const limits = pool.some((d) => d.maxConcurrent !== undefined)
           ? Float64Array.from(pool, (d) => d.maxConcurrent ?? Infinity)
           : undefined
@@ -426,7 +398,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       }
       return found
     }
-    const copyOf = (view: View): DeploymentStats => ({
+    const copyOf = (view: DeploymentStats): DeploymentStats => ({
       inFlight: view.inFlight,
       inFlightAgeMs: view.inFlightAgeMs,
       latencyMs: view.latencyMs,
@@ -475,8 +447,8 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       if (at + reservation.ttlMs < slot.nextExpiry) slot.nextExpiry = at + reservation.ttlMs
       slot.inFlight++
       slot.startedSum += at
-      slot.requests.add(at, 1)
-      return { id, deployment: d, at, stats: slot.view }
+      slot.requestCount.add(at, 1)
+      return { id, deployment: d, at, stats: slot }
     }
 
     /**
@@ -517,7 +489,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
             candidates[admitted++] = all![i]
             continue
           }
-          const admission = reservation.admit(d, slot.view, at)
+          const admission = reservation.admit(d, slot, at)
           if ((admission === "take" || admission === "fallback") && over !== undefined) {
             refusals.overRate(over, slot, d, tokens, at)
             continue
@@ -534,7 +506,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
             // a kept pool's own; else made once per slot (and again only for another router's
             // object of the same id)
             let candidate = all !== undefined ? all[i] : slot.candidate
-            if (candidate === undefined || candidate.deployment !== d) candidate = slot.candidate = { deployment: d, stats: slot.view }
+            if (candidate === undefined || candidate.deployment !== d) candidate = slot.candidate = { deployment: d, stats: slot }
             if (admission === "take") candidates[admitted++] = candidate
             else (fallbacks ??= []).push(candidate)
             continue
@@ -588,7 +560,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       snapshot: (deployments) =>
         Effect.map(now, (at) => {
           const out = new Array<DeploymentStats>(deployments.length)
-          for (let i = 0; i < deployments.length; i++) out[i] = copyOf(liveSlot(deployments[i], at).view)
+          for (let i = 0; i < deployments.length; i++) out[i] = copyOf(liveSlot(deployments[i], at))
           return out
         }),
       reserve,
@@ -614,13 +586,13 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
           if (held !== undefined && slot.tpm !== undefined && outcome.result === "success" && outcome.tokens > 0) {
             slot.tpm.adjust(lease.at, outcome.tokens - held.tokens)
           }
-          if (outcome.tokens > 0) slot.tokens.add(at, outcome.tokens)
+          if (outcome.tokens > 0) slot.tokenCount.add(at, outcome.tokens)
           if (outcome.result === "ignored") return
-          slot.completed.add(at, 1)
+          slot.completedCount.add(at, 1)
           if (outcome.result === "success") {
             slot.consecutiveFailures = 0
           } else {
-            slot.failures.add(at, 1)
+            slot.failureCount.add(at, 1)
             slot.consecutiveFailures++
           }
           sample(slot, at, outcome, alpha)
@@ -632,14 +604,14 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
       modifyCooldown: (deployments, index, f) =>
         Effect.map(now, (at) => {
           const stats = new Array<DeploymentStats>(deployments.length)
-          for (let i = 0; i < deployments.length; i++) stats[i] = liveSlot(deployments[i], at).view
+          for (let i = 0; i < deployments.length; i++) stats[i] = liveSlot(deployments[i], at)
           const [result, change] = f(stats, at)
           if (change !== undefined) {
             const slot = slotOf(deployments[index])
             slot.cooldown = change.record
             if (change.resetOutcomes) {
-              slot.completed.reset()
-              slot.failures.reset()
+              slot.completedCount.reset()
+              slot.failureCount.reset()
               slot.consecutiveFailures = 0
             }
           }
