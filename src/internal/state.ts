@@ -21,6 +21,7 @@ import {
   type Reservation,
   type BudgetCharge,
   type BudgetPeriod,
+  type Admission,
   type Service,
   Unreserved
 } from "../RouterState.js"
@@ -246,8 +247,13 @@ interface Pool {
   readonly rated: boolean
 }
 
-/** What a reservation refused, by reason, and when the first cooling deployment returns. */
-class Refusals {
+/**
+ * What a reservation refused, by reason, and when the first cooling deployment returns or the
+ * first limited one has room (every store built by this package counts them so).
+ *
+ * @internal
+ */
+export class Refusals {
   untagged = 0
   excluded = 0
   cooling = 0
@@ -263,11 +269,27 @@ class Refusals {
     this.budget++
     if (this.budgetRefusal === undefined || resetsAt < this.budgetRefusal.resetsAt) this.budgetRefusal = { key, resetsAt }
   }
-  /** Counts `d` as over a rolling-minute limit, and when it has room again. */
-  overRate(which: "rpm" | "tpm", slot: Slot, d: Deployment, tokens: number, now: number): void {
+  /** Counts a deployment over a rolling-minute limit, and when it has room again (`undefined`: never). */
+  overRate(which: "rpm" | "tpm", back: number | undefined): void {
     this[which]++
-    const back = rateRoomAt(slot, d, tokens, now)
     if (back !== undefined && back < this.capacityBack) this.capacityBack = back
+  }
+  /** Counts what `admit` refused. */
+  refuse(admission: Exclude<Admission, "take" | "fallback">): void {
+    switch (admission.refused) {
+      case "untagged":
+        this.untagged++
+        break
+      case "excluded":
+        this.excluded++
+        break
+      case "full":
+        this.full++
+        break
+      case "cooling":
+        this.cooling++
+        if (admission.until !== undefined && admission.until < this.firstBack) this.firstBack = admission.until
+    }
   }
   unreserved(): Unreserved {
     const firstBack = this.firstBack
@@ -287,13 +309,23 @@ class Refusals {
   }
 }
 
-const Options = Schema.Struct({
+/** The options every store built by this package takes for its windows and latency averages. @internal */
+export const WindowOptions = {
   window: Schema.optional(PositiveDuration),
   latencyAlpha: Schema.optional(
     Schema.Number.pipe(Schema.filter((n) => n > 0 && n <= 1, { message: () => "expected a number in (0, 1]" }))
   )
-})
-const validate = validateConfig(Options, "RouterState.memory")
+}
+const validate = validateConfig(Schema.Struct(WindowOptions), "RouterState.memory")
+
+/** A deployment's latency averages and sketches, as `sample` feeds them. @internal */
+export interface LatencySamples {
+  latencyMs: number | undefined
+  firstTokenMs: number | undefined
+  perTokenMs: number | undefined
+  readonly calls: LatencySketch
+  readonly streams: LatencySketch
+}
 
 const ewma = (average: number | undefined, sample: number, alpha: number) =>
   average === undefined ? sample : average + alpha * (sample - average)
@@ -304,7 +336,7 @@ const ewma = (average: number | undefined, sample: number, alpha: number) =>
  * deployment that fails fast does not look fast; the generation time per output token when the
  * usage says how many.
  */
-const sample = (slot: Slot, now: number, outcome: Outcome, alpha: number): void => {
+export const sample = (slot: LatencySamples, now: number, outcome: Outcome, alpha: number): void => {
   const stream = outcome.kind === "stream"
   let ms = stream ? outcome.firstTokenMs ?? outcome.latencyMs : outcome.latencyMs
   const average = stream ? slot.firstTokenMs : slot.latencyMs
@@ -491,7 +523,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
           }
           const admission = reservation.admit(d, slot, at)
           if ((admission === "take" || admission === "fallback") && over !== undefined) {
-            refusals.overRate(over, slot, d, tokens, at)
+            refusals.overRate(over, rateRoomAt(slot, d, tokens, at))
             continue
           }
           if ((admission === "take" || admission === "fallback") && charges !== undefined) {
@@ -511,20 +543,7 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
             else (fallbacks ??= []).push(candidate)
             continue
           }
-          switch (admission.refused) {
-            case "untagged":
-              refusals.untagged++
-              break
-            case "excluded":
-              refusals.excluded++
-              break
-            case "full":
-              refusals.full++
-              break
-            case "cooling":
-              refusals.cooling++
-              if (admission.until !== undefined && admission.until < refusals.firstBack) refusals.firstBack = admission.until
-          }
+          refusals.refuse(admission)
         }
         candidates.length = admitted
         return pickFrom(reservation, admitted > 0 ? candidates : fallbacks ?? candidates, at, refusals)
@@ -550,7 +569,10 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
         else if (taken === "budget") {
           const refusing = refusingCharge(reservation.charges!(picked.deployment)!, at)!
           counts.overBudget(refusing.key, periodOf(refusing.period, at)[1])
-        } else counts.overRate(taken, liveSlot(picked.deployment, at), picked.deployment, reservation.tokens ?? 0, at)
+        } else {
+          const tokens = reservation.tokens ?? 0
+          counts.overRate(taken, rateRoomAt(liveSlot(picked.deployment, at), picked.deployment, tokens, at))
+        }
         return pickFrom(reservation, options.filter((c) => c !== picked), at, counts)
       })
     }

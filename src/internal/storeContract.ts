@@ -3,6 +3,7 @@
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -216,8 +217,12 @@ export const checks = <E, R>(make: Effect.Effect<Service, E, R>) => {
     check("a selector that suspends cannot make a slot be taken over its limit", (store, fail) =>
       Effect.gen(function*() {
         const ds = deploymentsOf(1, 1)
-        const slow = (candidates: ReadonlyArray<Candidate>) => Effect.as(Effect.sleep("10 millis"), candidates[0])
+        // the clock moves once a selector is inside its pick (a store may first do I/O)
+        const entered = yield* Deferred.make<void>()
+        const slow = (candidates: ReadonlyArray<Candidate>) =>
+          Effect.zipRight(Deferred.succeed(entered, undefined), Effect.as(Effect.sleep("10 millis"), candidates[0]))
         const fibers = yield* Effect.forEach(Array.from({ length: 5 }), () => Effect.fork(Effect.either(store.reserve(reservation(ds, { pick: slow })))))
+        yield* Deferred.await(entered)
         yield* TestClock.adjust("10 millis")
         const results = yield* Effect.forEach(fibers, Fiber.join)
         const taken = results.filter(Either.isRight).length
