@@ -23,7 +23,9 @@
  *   expire, budgets' periods expire an hour after they end.
  * - Every operation fails with `RouterState.StoreError` (never a credential in its message) when
  *   Redis is unreachable, times out (`commandTimeout`) or errs; the router then serves from its
- *   local view (`Router.Config.onStoreFailure`).
+ *   local view (`Router.Config.onStoreFailure`). Reservations of one pool are taken one at a time
+ *   in a process: those queued behind one that failed fail with it, so a stalled Redis costs
+ *   every waiting request one `commandTimeout`, not one per request ahead of it.
  *
  * @since 0.1.0
  */

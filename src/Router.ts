@@ -219,6 +219,10 @@ export class Router extends Context.Tag("effect-llm-router/Router")<Router, Serv
  *   error (it takes the content-policy fallback, as LiteLLM does). Default false
  * - `healthCheck`: background probes of every deployment, every `interval` (see
  *   {@link HealthCheck}). Off by default
+ * - `leaseMargin`: how long a lease (an attempt's slot in the store) outlives its call's
+ *   timeout: with a shared store, how long the slots of an instance that died (SIGKILL, a lost
+ *   host) stay taken before the others get them back. Streams renew their lease as chunks come
+ *   (at most every minute, and at least twice per lease). Default 1 minute
  *
  * @example
  * import { Router } from "effect-llm-router"
@@ -240,6 +244,7 @@ export interface Config {
   readonly classification?: ClassificationOverrides
   readonly contentFilterIsError?: boolean
   readonly healthCheck?: HealthCheck
+  readonly leaseMargin?: Duration.DurationInput
 }
 
 /**

@@ -347,6 +347,13 @@ describe("Router.layer config", () => {
       expect(issueAt(error.issues, "timeout").message).toContain("expected a duration")
     }))
 
+  it.effect("rejects a bad leaseMargin", () =>
+    Effect.gen(function*() {
+      const error = yield* buildError({ deployments: [valid()], leaseMargin: "soon" })
+      expect(error._tag).toBe("InvalidConfig")
+      expect(issueAt(error.issues, "leaseMargin").message).toContain("expected a duration")
+    }))
+
   it.effect("rejects duplicate ids", () =>
     Effect.gen(function*() {
       const error = yield* buildError({ deployments: [valid({ id: "x" }), valid({ id: "x", model: "m2" })] })

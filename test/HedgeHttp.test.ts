@@ -28,22 +28,6 @@ const ABORT_WITHIN_MS = 1000
 
 const body: Provider.ChatRequest = { model: "g", messages: [{ role: "user", content: "hi" }] }
 
-const chatReply = (content: string) => ({
-  id: "chatcmpl-1",
-  object: "chat.completion",
-  created: 1_700_000_000,
-  model: "gpt-test",
-  choices: [{ index: 0, message: { role: "assistant", content, refusal: null }, logprobs: null, finish_reason: "stop" }],
-  usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
-})
-
-const chunk = (delta: Record<string, unknown>, finish_reason: string | null = null) => ({
-  id: "chatcmpl-s",
-  object: "chat.completion.chunk",
-  created: 1_700_000_000,
-  model: "gpt-test",
-  choices: [{ index: 0, delta, logprobs: null, finish_reason }]
-})
 
 const usageChunk = {
   id: "chatcmpl-s",
@@ -60,10 +44,10 @@ const usageChunk = {
  * more than a second.
  */
 const winnerStream = Loopback.sse([
-  Loopback.event(chunk({ role: "assistant", content: "" })),
-  Loopback.event(chunk({ content: "Hel" })),
-  Loopback.event(chunk({ content: "lo" }), { delay: "600 millis" }),
-  Loopback.event(chunk({}, "stop"), { delay: "600 millis" }),
+  Loopback.event(Loopback.chunk({ role: "assistant", content: "" })),
+  Loopback.event(Loopback.chunk({ content: "Hel" })),
+  Loopback.event(Loopback.chunk({ content: "lo" }), { delay: "600 millis" }),
+  Loopback.event(Loopback.chunk({}, "stop"), { delay: "600 millis" }),
   Loopback.event(usageChunk),
   Loopback.done
 ])
@@ -201,7 +185,7 @@ const clients = [["undici", NodeHttpClient.layerUndici], ["fetch", FetchHttpClie
 /** How the first deployment's chat stalls. */
 const chatStalls = [
   ["never answers", Loopback.stall],
-  ["answers after 5 s", Loopback.json(chatReply("late"), { delay: "5 seconds" })]
+  ["answers after 5 s", Loopback.json(Loopback.chatReply("late"), { delay: "5 seconds" })]
 ] as const
 
 /** How the first deployment's stream stalls. */
@@ -215,7 +199,7 @@ for (const [clientName, client] of clients) {
     for (const [how, stalled] of chatStalls) {
       it.scopedLive(`chat: the first deployment ${how}; the hedge wins, the loser's request is aborted at the server`, () =>
         Effect.gen(function*() {
-          const { exchanges, server } = yield* serverWith({ a: stalled, b: Loopback.json(chatReply("fast")) })
+          const { exchanges, server } = yield* serverWith({ a: stalled, b: Loopback.json(Loopback.chatReply("fast")) })
           return yield* Effect.gen(function*() {
             const startedAt = Date.now()
             const reply = yield* Router.chat(body)
@@ -257,8 +241,8 @@ for (const [clientName, client] of clients) {
     it.scopedLive("chat with race: 2: both requests reach the server at once; the slower one is aborted", () =>
       Effect.gen(function*() {
         const { exchanges, server } = yield* serverWith({
-          a: Loopback.json(chatReply("late"), { delay: "5 seconds" }),
-          b: Loopback.json(chatReply("fast"), { delay: "50 millis" })
+          a: Loopback.json(Loopback.chatReply("late"), { delay: "5 seconds" }),
+          b: Loopback.json(Loopback.chatReply("fast"), { delay: "50 millis" })
         })
         return yield* Effect.gen(function*() {
           const reply = yield* Router.chat(body, { race: 2 })

@@ -175,10 +175,10 @@ const chargesOf = (ctx: RequestContext) => {
  */
 export const leaseTtl = (ctx: RequestContext, group: string): number => {
   const timeout = ctx.options?.timeout
-  return timeout === undefined ? ctx.engine.leaseTtlMs.get(group)! : Duration.toMillis(timeout) + leaseMarginMs
+  return timeout === undefined ? ctx.engine.leaseTtlMs.get(group)! : Duration.toMillis(timeout) + ctx.engine.leaseMarginMs
 }
 
-/** Extra life of a lease beyond its call's own timeout. */
+/** Extra life of a lease beyond its call's own timeout, by default (`Config.leaseMargin`). */
 export const leaseMarginMs = 60_000
 
 /**

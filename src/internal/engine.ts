@@ -61,6 +61,8 @@ export interface Engine {
   readonly raceTimeouts: ReadonlyArray<Duration.Duration | undefined>
   /** How long a lease lasts per group: its longest call timeout and a margin (ms). */
   readonly leaseTtlMs: ReadonlyMap<string, number>
+  /** How long a lease outlives its call's timeout (`Config.leaseMargin`, ms). */
+  readonly leaseMarginMs: number
   readonly table: ClassificationTable
   /** The store, as the engine sees it: it never fails (see `resilient.ts`). */
   readonly state: Store

@@ -34,7 +34,7 @@ import type { Deployment } from "../Deployment.js"
 import { type InvalidConfig, type ProviderError, Timeout } from "../Errors.js"
 import type { Target } from "../Provider.js"
 import type { Admission, DeploymentStats, Reservation } from "../RouterState.js"
-import { leaseMarginMs, recordOutcome } from "./attempt.js"
+import { recordOutcome } from "./attempt.js"
 import type { Engine } from "./engine.js"
 import { nowMs } from "./request.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
@@ -118,7 +118,7 @@ const probe = (
     },
     pick: (candidates) => Effect.succeed(candidates[0]),
     claim: cooldown.claim,
-    ttlMs: Duration.toMillis(settings.timeout) + Duration.toMillis(backstopGrace) + leaseMarginMs
+    ttlMs: Duration.toMillis(settings.timeout) + Duration.toMillis(backstopGrace) + engine.leaseMarginMs
   }
   // The router bounds the probe itself: at the timeout when the provider does not enforce
   // `target.timeout`, else a little later, as a backstop (the provider's own error comes first).

@@ -219,11 +219,31 @@ interface Settings {
 
 const build = (redis: Commands, settings: Settings): Service => {
   const { alpha, base, bucketMs, routeKey, scrub, windowMs } = settings
+  /** Failures so far, and the last: a reservation queued behind one that failed fails at once (see `serialized`). */
+  let failures = 0
+  let lastFailure = ""
   const call = <A>(operation: string, f: () => Promise<unknown>): Effect.Effect<A, StoreError> =>
     Effect.tryPromise({
       try: () => f() as Promise<A>,
-      catch: (error) =>
-        new StoreError({ operation, message: `Redis: ${scrub(error instanceof Error ? error.message : String(error))}` })
+      catch: (error) => {
+        failures++
+        lastFailure = `Redis: ${scrub(error instanceof Error ? error.message : String(error))}`
+        return new StoreError({ operation, message: lastFailure })
+      }
+    })
+  /**
+   * Runs `effect` holding `key`'s lock. When Redis failed while it waited for the lock (a timeout,
+   * a lost connection), it fails at once instead of trying in turn: N reservations queued behind
+   * a stalled Redis then fail after one `commandTimeout`, not N of them.
+   */
+  const serialized = <A, E>(operation: string, key: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | StoreError> =>
+    Effect.suspend(() => {
+      const seen = failures
+      return lockOf(key).withPermits(1)(
+        Effect.suspend((): Effect.Effect<A, E | StoreError> =>
+          failures === seen ? effect : Effect.fail(new StoreError({ operation, message: `${lastFailure} (while this ${operation} waited for its turn)` }))
+        )
+      )
     })
   const now = Clock.currentTimeMillis
   const locals = new Map<string, Local>()
@@ -293,7 +313,7 @@ const build = (redis: Commands, settings: Settings): Service => {
     const ds = reservation.deployments
     const key = poolKey(ds)
     const tokens = reservation.tokens ?? 0
-    return lockOf(key).withPermits(1)(Effect.flatMap(now, (at) => {
+    return serialized("reserve", key, Effect.flatMap(now, (at) => {
       const charged = ds.map((d) => {
         const charges = reservation.charges?.(d)
         return charges === undefined || charges.length === 0 ? undefined : charges.map((c) => ({ charge: c, ...budgetKey(base, c, at) }))
@@ -429,7 +449,7 @@ const build = (redis: Commands, settings: Settings): Service => {
 
   const modifyCooldown: Service["modifyCooldown"] = (ds, index, f) => {
     const key = poolKey(ds)
-    return lockOf(key).withPermits(1)(Effect.flatMap(now, (at) => {
+    return serialized("modifyCooldown", key, Effect.flatMap(now, (at) => {
       const attempt = (entry: Cached, tries: number): Effect.Effect<any, StoreError> => {
         if (tries >= maxTries) return Effect.fail(new StoreError({ operation: "modifyCooldown", message: `no update after ${maxTries} tries: the group kept changing` }))
         const [value, change] = f(ds.map((d, i) => statsOf(d, entry.rows[i], at)), at)
@@ -451,7 +471,7 @@ const build = (redis: Commands, settings: Settings): Service => {
 
   const states = new Map<string, { version: number; json: string }>()
   const modify: Service["modify"] = <S, A>(key: string, initial: S, f: (state: S, now: number) => readonly [A, S]) =>
-    lockOf(`state\u0000${key}`).withPermits(1)(Effect.flatMap(now, (at) => {
+    serialized("modify", `state\u0000${key}`, Effect.flatMap(now, (at) => {
       const attempt = (known: { version: number; json: string }, tries: number): Effect.Effect<A, StoreError> => {
         if (tries >= maxTries) return Effect.fail(new StoreError({ operation: "modify", message: `no update of ${key} after ${maxTries} tries` }))
         const [result, next] = f(known.json === "" ? initial : JSON.parse(known.json) as S, at)

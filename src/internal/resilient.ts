@@ -52,10 +52,16 @@ export const resilient = (primary: Service, local: Service, retryMs: number): Re
     })
 
   // A store that fails while the spend is added back is set aside again; the rest is added at the
-  // next switch back.
+  // next switch back. Only the amount added is taken off: what other requests spent locally
+  // meanwhile (the store failing again) stays to be added.
   const resync = Effect.suspend(() =>
-    Effect.forEach(unsynced, ([key, amount]) =>
-      Effect.tap(primary.addSpend([key], amount), () => Effect.sync(() => unsynced.delete(key))), { discard: true })
+    Effect.forEach(Array.from(unsynced), ([key, amount]) =>
+      Effect.tap(primary.addSpend([key], amount), () =>
+        Effect.sync(() => {
+          const left = (unsynced.get(key) ?? 0) - amount
+          if (left === 0) unsynced.delete(key)
+          else unsynced.set(key, left)
+        })), { discard: true })
   ).pipe(Effect.catchTag("StoreError", fallBack))
 
   /** Runs `op` on the shared store (when it is not set aside), else, or when it fails, locally. */

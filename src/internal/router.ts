@@ -42,6 +42,7 @@ import * as RoutedStream from "./stream.js"
 
 const validateTimeout = validateConfig(Schema.UndefinedOr(PositiveDuration), "timeout")
 const validateFlag = validateConfig(Schema.UndefinedOr(Schema.Boolean), "contentFilterIsError")
+const validateLeaseMargin = validateConfig(Schema.UndefinedOr(PositiveDuration), "leaseMargin")
 const defaultTimeout = Duration.minutes(10)
 
 const errorTags = Object.keys(defaultClassification) as ReadonlyArray<ErrorTag>
@@ -97,6 +98,8 @@ export const make = (config: Config) =>
     const configuredTimeout = yield* validateTimeout(config.timeout)
     const healthCheck = yield* Health.settings(config.healthCheck)
     const contentFilterIsError = (yield* validateFlag(config.contentFilterIsError)) ?? false
+    const leaseMargin = yield* validateLeaseMargin(config.leaseMargin)
+    const leaseMarginMs = leaseMargin === undefined ? Attempt.leaseMarginMs : Duration.toMillis(leaseMargin)
     const table = yield* resolveClassification(config.classification)
     const selector = yield* Selector
     const retry = yield* RetrySchedule
@@ -176,7 +179,7 @@ export const make = (config: Config) =>
       const timeout = d.timeout ?? configuredTimeout
       targets[d.index] = { ...d.target, timeout, reportRateLimit: (info) => reportRateLimit(d, info) }
       raceTimeouts[d.index] = d.provider.enforcesTimeout === true ? undefined : timeout ?? defaultTimeout
-      const ttl = Duration.toMillis(timeout ?? defaultTimeout) + Attempt.leaseMarginMs
+      const ttl = Duration.toMillis(timeout ?? defaultTimeout) + leaseMarginMs
       leaseTtlMs.set(d.group, Math.max(leaseTtlMs.get(d.group) ?? 0, ttl))
     }
 
@@ -188,6 +191,7 @@ export const make = (config: Config) =>
       targets,
       raceTimeouts,
       leaseTtlMs,
+      leaseMarginMs,
       table,
       state: store,
       degraded,

@@ -28,7 +28,7 @@ import { ContentPolicy, type ProviderError, type RouterError } from "../Errors.j
 import type { ChatChunk, ChatRequest, Usage } from "../Provider.js"
 import type { RoutedChunk } from "../Router.js"
 import type { Lease } from "../RouterState.js"
-import { choose, settle, streamOf, withTimeout } from "./attempt.js"
+import { choose, leaseTtl, settle, streamOf, withTimeout } from "./attempt.js"
 import * as Driver from "./driver.js"
 import * as Plan from "./plan.js"
 import { finalError, meter, nowMs, type RequestContext, routeInfo } from "./request.js"
@@ -40,6 +40,8 @@ interface OpenStream {
   readonly lease: Lease
   /** When the lease was last renewed (clock ms). */
   renewedAt: number
+  /** The life of its first lease (ms). */
+  readonly ttlMs: number
   /** From its start until its first content, once that came. */
   firstContentMs: number | undefined
   /** The deployment's circuit was closed when it was picked. */
@@ -96,9 +98,12 @@ const cancelUnsettled = (ctx: RequestContext, open: OpenStream): Effect.Effect<v
     return settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.interrupt(FiberId.none), "stream", undefined, open.firstContentMs)
   })
 
-/** A stream holds its slot for as long as it runs: its lease is renewed for this long... */
+/**
+ * A stream holds its slot for as long as it runs: its lease is renewed for this long (at most
+ * its first lease's life)...
+ */
 const streamLeaseMs = 5 * 60_000
-/** ...whenever a chunk comes this long after the last renewal. */
+/** ...whenever a chunk comes this long after the last renewal (at most half that life). */
 const renewEveryMs = 60_000
 
 /** Reads `pull` up to its first chunk with content (or its end), holding what came before. */
@@ -126,6 +131,7 @@ const opened = (ctx: RequestContext, lease: Lease, scope: Scope.CloseableScope |
     deployment: lease.deployment,
     lease,
     renewedAt: ctx.clock.unsafeCurrentTimeMillis(),
+    ttlMs: leaseTtl(ctx, lease.deployment.group),
     firstContentMs: undefined,
     circuitClosed: lease.stats.cooldown.status === "closed",
     first: [],
@@ -281,9 +287,9 @@ const relayOf = (ctx: RequestContext, open: OpenStream): Relay => {
     },
     renewal: () => {
       const now = ctx.clock.unsafeCurrentTimeMillis()
-      if (now - open.renewedAt < renewEveryMs) return undefined
+      if (now - open.renewedAt < Math.min(renewEveryMs, open.ttlMs / 2)) return undefined
       open.renewedAt = now
-      return ctx.engine.state.renew(open.lease, streamLeaseMs)
+      return ctx.engine.state.renew(open.lease, Math.min(streamLeaseMs, open.ttlMs))
     },
     finish: Effect.suspend(() => {
       open.settled = true

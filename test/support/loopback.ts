@@ -102,6 +102,25 @@ export const raw = (text: string, options: { readonly delay?: Duration.DurationI
 /** OpenAI's end-of-stream marker. */
 export const done: SseItem = raw("data: [DONE]\n\n")
 
+/** An OpenAI chat completion answering `content` (5 + 2 tokens). */
+export const chatReply = (content: string) => ({
+  id: "chatcmpl-1",
+  object: "chat.completion",
+  created: 1_700_000_000,
+  model: "gpt-test",
+  choices: [{ index: 0, message: { role: "assistant", content, refusal: null }, logprobs: null, finish_reason: "stop" }],
+  usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }
+})
+
+/** An OpenAI stream chunk carrying `delta`. */
+export const chunk = (delta: Record<string, unknown>, finish_reason: string | null = null) => ({
+  id: "chatcmpl-s",
+  object: "chat.completion.chunk",
+  created: 1_700_000_000,
+  model: "gpt-test",
+  choices: [{ index: 0, delta, logprobs: null, finish_reason }]
+})
+
 /** Never answers (the connection stays open until the client leaves). */
 export const stall: Reply = { _tag: "Stall" }
 
