@@ -69,6 +69,12 @@ export interface Service {
   readonly cost: (deployment: Deployment, usage: MeteredUsage) => number
   /** Adds a call's cost to the deployment's, its group's, each tag's and the total spend. */
   readonly record: (deployment: Deployment, tags: ReadonlyArray<string>, cost: number) => Effect.Effect<void, StoreError>
+  /**
+   * The spend keys `record` adds a call's cost to, when they are keys of the router's store: the
+   * router then adds the cost as the call completes, in the same store step (no round trip of its
+   * own). A meter without it is sent `record`.
+   */
+  readonly spendKeys?: ((deployment: Deployment, tags: ReadonlyArray<string>) => ReadonlyArray<string>) | undefined
   /** Dollars spent so far in a scope. */
   readonly spend: (scope: SpendScope) => Effect.Effect<number, StoreError>
   /** The budgets the meter holds calls to (none: no budget is checked). */

@@ -120,6 +120,11 @@ export interface Outcome {
   readonly tokens: number
   /** Dollars the call cost, for the budgets its lease charged (absent: nothing known, 0). */
   readonly cost?: number | undefined
+  /**
+   * Spend keys `cost` is added to in the same step, as `addSpend(spend, cost)` would (so a
+   * metered call costs no round trip of its own to a shared store).
+   */
+  readonly spend?: ReadonlyArray<string> | undefined
 }
 
 /**

@@ -1,15 +1,14 @@
 /**
  * Redis round trips per routed call on the happy path (what `npm run bench:redis` counts), seen
  * with MONITOR on another connection: a reservation on a current cache is one `take`, a
- * completion one `complete`; the breaker writes nothing while circuits stay closed. A priced
- * call adds its spend with one more round trip (`addSpend`, after `complete`): folding it into
- * `complete` would make it 2 (see the issue 10 notes).
+ * completion one `complete`; the breaker writes nothing while circuits stay closed, and a
+ * priced call's spend goes with its `complete` (before: one more round trip, `addSpend`).
  */
 import { createHash } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { Redis } from "ioredis"
-import { Router } from "../src/index.js"
+import { CostMeter, Router } from "../src/index.js"
 import * as scripts from "../src/internal/redisScripts.js"
 import * as RedisState from "../src/RedisState.js"
 import { FakeProvider } from "../src/testing.js"
@@ -28,7 +27,7 @@ describe.runIf(available)("Redis round trips per routed call (redis-server on lo
     await server?.remove()
   })
 
-  it.live("sequential calls: take + complete per call, and addSpend when the call has a cost", () => {
+  it.live("sequential calls: take + complete per call, priced or not (the spend goes with complete)", () => {
     const fake = FakeProvider.unsafeMake({ record: false })
     const deployments = [
       ...["a", "b", "c"].map((id) => ({ id, group: "priced", provider: fake, model: "gpt-4o-mini" })),
@@ -55,14 +54,34 @@ describe.runIf(available)("Redis round trips per routed call (redis-server on lo
         yield* calls(model, 3) // the pool's first read
         commands.length = 0
         yield* calls(model, 20)
-        const perCall = model === "unpriced" ? ["take", "complete"] : ["take", "complete", "addSpend"]
-        expect(commands).toEqual(Array.from({ length: 20 }, () => perCall).flat())
+        expect(commands).toEqual(Array.from({ length: 20 }, () => ["take", "complete"]).flat())
       }
     })).pipe(
       Effect.provide(
         Router.layer({ deployments }).pipe(
           Layer.provideMerge(Router.policies),
           Layer.provideMerge(RedisState.layer({ url: Redacted.make(server.url), keyPrefix: "round-trips" }))
+        )
+      )
+    )
+  }, 20_000)
+
+  it.live("the spend that goes with complete is in Redis: 20 priced calls, their cost in total and per key", () => {
+    const fake = FakeProvider.unsafeMake({ record: false })
+    return Effect.gen(function*() {
+      let cost = 0
+      for (let i = 0; i < 20; i++) {
+        cost += (yield* Router.chat({ model: "priced", messages: [{ role: "user", content: "hi" }] }, { tags: ["t"] })).route.cost
+      }
+      expect(cost).toBeGreaterThan(0)
+      for (const key of ["total", "group:priced", "deployment:a", "tag:t"]) {
+        expect(yield* CostMeter.spend(key === "total" ? "total" : key.startsWith("group") ? { group: "priced" } : key.startsWith("tag") ? { tag: "t" } : { deployment: "a" })).toBeCloseTo(cost, 12)
+      }
+    }).pipe(
+      Effect.provide(
+        Router.layer({ deployments: [{ id: "a", group: "priced", provider: fake, model: "gpt-4o-mini", tags: ["t"] }] }).pipe(
+          Layer.provideMerge(Router.policies),
+          Layer.provideMerge(RedisState.layer({ url: Redacted.make(server.url), keyPrefix: "spend-with-complete" }))
         )
       )
     )

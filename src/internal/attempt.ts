@@ -22,7 +22,7 @@ import type { ChatChunk, ChatRequest, Target, Usage } from "../Provider.js"
 import type { Candidate, SelectionRequest } from "../Selector.js"
 import type { Engine } from "./engine.js"
 import { byTier, explainAll, type Filter, filterIn, fits, tokensOf } from "./filters.js"
-import { meter, nowMs, type RequestContext } from "./request.js"
+import { costOf, nowMs, record, type RequestContext } from "./request.js"
 import { type FastReservation, takesAvailable } from "./state.js"
 import { maxOutputTokens, promptTokens } from "./tokens.js"
 
@@ -257,9 +257,12 @@ export const settle = (
         ? { deploymentId: d.id, group: d.group, outcome: "won", latencyMs }
         : { deploymentId: d.id, group: d.group, outcome: "won", latencyMs, firstContentMs }
     )
-    // what the budgets its lease holds are charged
-    const cost = usage !== undefined && ctx.policies.meter.charges !== undefined ? ctx.policies.meter.cost(d, usage) : undefined
-    return recordOutcome(engine, cooldown, lease, circuitClosed, "success", kind, latencyMs, usage, firstContentMs, cost)
+    // What it cost goes with its completion: to the budgets its lease holds, and to the spend
+    // (in the same store step when the meter says its keys, else with `record`).
+    const cost = costOf(ctx, d, usage)
+    const spendKeys = ctx.policies.meter.spendKeys
+    const recorded = recordOutcome(engine, cooldown, lease, circuitClosed, "success", kind, latencyMs, usage, firstContentMs, cost, cost > 0 ? spendKeys?.(d, ctx.tags) : undefined)
+    return cost > 0 && spendKeys === undefined ? Effect.zipRight(recorded, record(ctx, d, cost)) : recorded
   }
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) {
@@ -296,7 +299,8 @@ export const recordOutcome = (
   latencyMs: number,
   usage: { readonly total_tokens: number; readonly completion_tokens?: number | undefined } | undefined,
   firstContentMs?: number | undefined,
-  cost?: number | undefined
+  cost?: number | undefined,
+  spend?: ReadonlyArray<string> | undefined
 ): Effect.Effect<void> => {
   const d = lease.deployment
   const state = engine.state
@@ -308,7 +312,8 @@ export const recordOutcome = (
       firstTokenMs: firstContentMs,
       outputTokens: usage?.completion_tokens,
       tokens: usage?.total_tokens ?? 0,
-      cost
+      cost,
+      spend
     })
     // A success only changes a circuit that was not closed when the attempt began.
     return circuitClosed ? completed : Effect.zipRight(completed, quietly(cooldown.onSuccess(d)))
@@ -334,7 +339,7 @@ export const recordOutcome = (
 
 /**
  * A hedged attempt that answered too, after another won: its answer is dropped, it is recorded
- * as cancelled, and its usage is still paid.
+ * as cancelled, and its usage is still paid (its spend went with its completion, `settle`).
  *
  * @internal
  */
@@ -346,7 +351,8 @@ export const outrun = (ctx: RequestContext, d: Deployment, usage: Usage | undefi
       break
     }
   }
-  return Effect.map(meter(ctx, d, usage), (cost) => {
+  return Effect.sync(() => {
+    const cost = costOf(ctx, d, usage)
     ctx.otherCost += cost
   })
 }

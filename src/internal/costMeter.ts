@@ -104,6 +104,10 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
       }
       return keys
     }
+    const spendKeys = (deployment: Deployment, tags: ReadonlyArray<string>): ReadonlyArray<string> => {
+      const keys = keysOf(deployment)
+      return tags.length === 0 ? keys : [...keys, ...tags.map((t) => `tag:${t}`)]
+    }
     const service: Service = {
       pricing,
       cost: (deployment, usage) => {
@@ -117,11 +121,8 @@ export const make = (input: Options = {}): Effect.Effect<Service, InvalidConfig,
           cacheWrite * (price.cacheWriteCostPerToken ?? price.inputCostPerToken) +
           (usage.completion_tokens ?? 0) * price.outputCostPerToken
       },
-      record: (deployment, tags, cost) => {
-        if (cost === 0) return Effect.void
-        const keys = keysOf(deployment)
-        return state.addSpend(tags.length === 0 ? keys : [...keys, ...tags.map((t) => `tag:${t}`)], cost)
-      },
+      record: (deployment, tags, cost) => cost === 0 ? Effect.void : state.addSpend(spendKeys(deployment, tags), cost),
+      spendKeys,
       spend: (scope) => state.spend(spendKey(scope))
     }
     if (budgets.length > 0) {

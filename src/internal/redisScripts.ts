@@ -200,7 +200,8 @@ return { status, leaseId, versions(groups), rows(ids, now, bucketMs), b }
 
 /**
  * ARGV: P, now, bucketMs, id, group, lease id, outcome ('none' or 'success'/'failure'/'ignored'),
- * tokens, cost, has tpm (0/1). Reply: version before, version after, row.
+ * tokens, cost, has tpm (0/1), then the spend keys the cost is added to. Reply: version before,
+ * version after, row.
  */
 export const complete = `${prelude}
 local now = tonumber(ARGV[2])
@@ -208,6 +209,9 @@ local bucketMs = tonumber(ARGV[3])
 local id, g, lid, result = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local tokens, cost, hasTpm = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10] == '1'
 local before = version(g)
+if result ~= 'none' and cost > 0 then
+  for j = 11, #ARGV do redis.call('HINCRBYFLOAT', P .. 'spend', ARGV[j], ARGV[9]) end
+end
 local changed = sweep(id, now) > 0
 local raw = redis.call('HGET', P .. 'L:' .. id, lid)
 local lease = nil

@@ -422,7 +422,10 @@ const build = (redis: Commands, settings: Settings): Service => {
       const result = outcome?.result ?? "none"
       return Effect.map(
         call<[number, number, Array<unknown>]>("complete", () =>
-          redis.llmComplete(routeKey, base, at, bucketMs, d.id, d.group, lease.id, result, outcome?.tokens ?? 0, outcome?.cost ?? 0, d.tpm === undefined ? 0 : 1)),
+          redis.llmComplete(
+            routeKey, base, at, bucketMs, d.id, d.group, lease.id, result, outcome?.tokens ?? 0, outcome?.cost ?? 0, d.tpm === undefined ? 0 : 1,
+            ...(outcome?.spend ?? [])
+          )),
         ([before, after, raw]) => {
           if (outcome !== undefined && outcome.result !== "ignored") sample(localOf(d), at, outcome, alpha)
           // keep the cached pools this process is the only writer of since their last reply current

@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
+import type { MeteredUsage } from "../CostMeter.js"
 import type { Deployment } from "../Deployment.js"
 import { type Attempt, InvalidConfig, InvalidRequest, type ProviderError, type RouterError, UnknownGroup } from "../Errors.js"
 import { Hedge, type Policy as HedgePolicy, type Service as HedgeService } from "../Hedge.js"
@@ -343,16 +344,29 @@ export const finalError = (ctx: RequestContext, error: RouterError): RouterError
  *
  * @internal
  */
-export const meter = (ctx: RequestContext, d: Deployment, usage: Usage | undefined): Effect.Effect<number> => {
-  const cost = usage === undefined ? 0 : ctx.policies.meter.cost(d, usage)
-  if (cost === 0) return Effect.succeed(0)
-  // A store that cannot take the spend loses it (logged); the answer is not lost for it.
-  return Effect.as(
-    Effect.catchTag(ctx.policies.meter.record(d, ctx.tags, cost), "StoreError", (error) =>
-      Effect.logWarning(`router store: spend not recorded (${error.message})`)),
-    cost
-  )
+export const meter = (ctx: RequestContext, d: Deployment, usage: MeteredUsage | undefined): Effect.Effect<number> => {
+  const cost = costOf(ctx, d, usage)
+  return cost === 0 ? Effect.succeed(0) : Effect.as(record(ctx, d, cost), cost)
 }
+
+/**
+ * Records `cost` as spend with the meter's `record` (a call settled with its usage carries its
+ * spend to the store itself when the meter says its keys: `Attempt.settle`).
+ *
+ * @internal
+ */
+export const record = (ctx: RequestContext, d: Deployment, cost: number): Effect.Effect<void> =>
+  // A store that cannot take the spend loses it (logged); the answer is not lost for it.
+  Effect.catchTag(ctx.policies.meter.record(d, ctx.tags, cost), "StoreError", (error) =>
+    Effect.logWarning(`router store: spend not recorded (${error.message})`))
+
+/**
+ * The cost of `usage` on `d`, at the meter's price (nothing recorded).
+ *
+ * @internal
+ */
+export const costOf = (ctx: RequestContext, d: Deployment, usage: MeteredUsage | undefined): number =>
+  usage === undefined ? 0 : ctx.policies.meter.cost(d, usage)
 
 /** @internal */
 export const routeInfo = (ctx: RequestContext, d: Deployment, usage: Usage | undefined, cost: number): RouteInfo => {

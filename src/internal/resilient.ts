@@ -98,7 +98,18 @@ export const resilient = (primary: Service, local: Service, retryMs: number): Re
         () => Effect.tap(local.reserve(reservation), (lease) => Effect.sync(() => localLeases.add(lease)))
       ),
     renew: (lease, ttlMs) => byIssuer(lease, () => primary.renew(lease, ttlMs), () => local.renew(lease, ttlMs), undefined),
-    complete: (lease, outcome) => byIssuer(lease, () => primary.complete(lease, outcome), () => local.complete(lease, outcome), undefined),
+    // The spend a completion carries is kept to be added to the shared store when the lease is a
+    // local one, or when the shared store does not take the completion (one whose answer was lost
+    // after it was applied is then counted twice: spend errs on the side of budgets).
+    complete: (lease, outcome) => {
+      const spent = outcome?.spend !== undefined && outcome.cost !== undefined && outcome.cost > 0 ? outcome : undefined
+      const keep = spent === undefined ? Effect.void : Effect.sync(() => {
+        for (const key of spent.spend!) unsynced.set(key, (unsynced.get(key) ?? 0) + spent.cost!)
+      })
+      return localLeases.has(lease)
+        ? Effect.zipRight(keep, local.complete(lease, spent === undefined ? outcome : { ...spent, spend: undefined }) as Effect.Effect<void>)
+        : Effect.catchTag(primary.complete(lease, outcome), "StoreError", () => keep)
+    },
     recordRateLimit: (deployment, info) =>
       route(() => primary.recordRateLimit(deployment, info), () => local.recordRateLimit(deployment, info)),
     modifyCooldown: (deployments, index, f) =>

@@ -35,7 +35,7 @@ import * as Driver from "./driver.js"
 import * as Health from "./health.js"
 import type { Engine } from "./engine.js"
 import { traitsOf } from "./filters.js"
-import { meter, type RequestContext, routeInfo, start } from "./request.js"
+import { costOf, meter, type RequestContext, routeInfo, start } from "./request.js"
 import { PositiveDuration, validateConfig } from "./schemas.js"
 import { storeOf, viewOf } from "./state.js"
 import * as RoutedStream from "./stream.js"
@@ -221,8 +221,7 @@ export const make = (config: Config) =>
             (group) => Attempt.call(ctx, group, { kind: "chat", group, request, attempt: ctx.groupAttempts }, invoke, (r) => r.usage),
             ([response, d]) => Attempt.outrun(ctx, d, response.usage)
           ),
-          ([response, d]) =>
-            Effect.map(meter(ctx, d, response.usage), (cost) => ({ ...response, route: routeInfo(ctx, d, response.usage, cost) }))
+          ([response, d]) => Effect.succeed({ ...response, route: routeInfo(ctx, d, response.usage, costOf(ctx, d, response.usage)) })
         )
       })
 
@@ -253,7 +252,7 @@ export const make = (config: Config) =>
               completion_tokens: 0,
               total_tokens: response.usage.total_tokens
             }
-            return Effect.map(meter(ctx, d, usage), (cost) => ({ ...response, route: routeInfo(ctx, d, usage, cost) }))
+            return Effect.succeed({ ...response, route: routeInfo(ctx, d, usage, costOf(ctx, d, usage)) })
           }
         )
       })

@@ -600,6 +600,9 @@ export const makeMemory = (input: MemoryOptions = {}): Effect.Effect<Service, In
           const held = slot.leases.get(lease.id)
           slot.drop(lease.id, lease.at)
           if (outcome === undefined) return
+          if (outcome.spend !== undefined && outcome.cost !== undefined && outcome.cost > 0) {
+            for (const key of outcome.spend) spend.set(key, (spend.get(key) ?? 0) + outcome.cost)
+          }
           // the budgets it held are charged what it cost, in the period it was taken in
           if (held?.holds !== undefined && outcome.cost !== undefined && outcome.cost > 0) {
             for (const hold of held.holds) if (hold.budget.periodStart === hold.periodStart) hold.budget.spent += outcome.cost

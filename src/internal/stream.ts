@@ -31,7 +31,7 @@ import type { Lease } from "../RouterState.js"
 import { choose, leaseTtl, settle, streamOf, withTimeout } from "./attempt.js"
 import * as Driver from "./driver.js"
 import * as Plan from "./plan.js"
-import { finalError, meter, nowMs, type RequestContext, routeInfo } from "./request.js"
+import { costOf, finalError, nowMs, type RequestContext, routeInfo } from "./request.js"
 
 /** An attempt's open stream, from its deployment's pick until the routed stream's release. */
 interface OpenStream {
@@ -294,12 +294,9 @@ const relayOf = (ctx: RequestContext, open: OpenStream): Relay => {
     finish: Effect.suspend(() => {
       open.settled = true
       return Effect.map(
-        Effect.zipRight(
-          settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.void, "stream", usage, open.firstContentMs),
-          meter(ctx, d, usage)
-        ),
-        (cost) => {
-          const route = routeInfo(ctx, d, usage, cost)
+        settle(ctx, open.lease, open.startedMs, open.circuitClosed, Exit.void, "stream", usage, open.firstContentMs),
+        () => {
+          const route = routeInfo(ctx, d, usage, costOf(ctx, d, usage))
           const last: RoutedChunk = held !== undefined
             ? { ...held, route }
             : {
