@@ -12,6 +12,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
+import * as TestContext from "effect/TestContext"
 import * as fc from "fast-check"
 import { Deployment, type Errors, type Provider, RetrySchedule, Router, type RouterState, Selector } from "../src/index.js"
 import { FakeProvider } from "../src/testing.js"
@@ -314,7 +315,12 @@ describe("Selector.lowestLatency (scripted stats)", () => {
               const out: Array<Selector.Candidate> = []
               for (let i = 0; i < 20; i++) out.push(yield* selector.pick(cs, selection()))
               return out
-            }).pipe(Effect.provide(Selector.lowestLatency({ buffer })), Effect.withRandom(Random.make(seed)))
+            }).pipe(
+              Effect.provide(Selector.lowestLatency({ buffer })),
+              Effect.withRandom(Random.make(seed)),
+              // on a TestClock: the selector's time-based memory must not move between picks
+              Effect.provide(TestContext.TestContext)
+            )
           )
           const best = Math.min(...latencies)
           for (const picked of picks) {
@@ -420,7 +426,7 @@ describe("Selector.peakEwma (scripted stats)", () => {
           const worst = Math.max(...loads)
           const strict = loads.filter((l) => l === worst).length === 1 ? loads.indexOf(worst) : -1
           const picks = Effect.runSync(
-            counts(cs, 30).pipe(Effect.provide(Selector.peakEwma()), Effect.withRandom(Random.make(seed)))
+            counts(cs, 30).pipe(Effect.provide(Selector.peakEwma()), Effect.withRandom(Random.make(seed)), Effect.provide(TestContext.TestContext))
           )
           if (strict >= 0) expect(picks[strict]).toBe(0)
           expect(picks.reduce((a, b) => a + b, 0)).toBe(30)
