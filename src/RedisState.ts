@@ -40,13 +40,32 @@ import { RouterState, type Service } from "./RouterState.js"
 
 /**
  * How to reach Redis, and the store's settings. Give a `url` (`redis://user:pass@host:6379/0`,
- * `rediss://` for TLS) or `host`/`port`/`password`; a password or a URL carrying one is best
- * passed `Redacted`.
+ * `rediss://` for TLS) or `host`/`port`/`password`, or, for Redis Cluster, `cluster` (with
+ * `password`/`username`/`tls`); a password or a URL carrying one is best passed `Redacted`.
  *
  * @category Options
  * @since 0.1.0
  */
 export interface Options {
+  /**
+   * A Redis Cluster to use instead of one server: its seed nodes (`"host:port"` or
+   * `{ host, port }`; the client discovers the others). `password`, `username`, `tls` and
+   * `commandTimeout` apply to every node; `url`, `host`, `port` and `db` are refused with it
+   * (`InvalidConfig`). The store's keys all share the hash tag `{keyPrefix}`, so a store lives
+   * on one slot (one master) and each of its scripts runs atomically there; stores with
+   * different prefixes spread over the masters.
+   *
+   * @example
+   * import { Redacted } from "effect"
+   * import * as RedisState from "effect-llm-router/RedisState"
+   * const layer = RedisState.layer({
+   *   cluster: { nodes: ["10.0.0.1:6379", { host: "10.0.0.2", port: 6379 }] },
+   *   password: Redacted.make("s3cret"),
+   *   keyPrefix: "my-app"
+   * })
+   * @since 0.1.0
+   */
+  readonly cluster?: { readonly nodes: ReadonlyArray<string | { readonly host: string; readonly port: number }> } | undefined
   readonly url?: string | Redacted.Redacted<string> | undefined
   readonly host?: string | undefined
   readonly port?: number | undefined

@@ -3,11 +3,11 @@
  * contract's checks unchanged, a router end to end, two instances with one view, and Redis down.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, Redacted } from "effect"
-import { Deployment, Router, RouterState } from "../src/index.js"
+import { Effect, Layer, Redacted } from "effect"
+import { Router, RouterState } from "../src/index.js"
 import * as RedisState from "../src/RedisState.js"
 import { FakeProvider, StoreContract } from "../src/testing.js"
-import { type RedisServer, redisAvailable, startRedis } from "./support/redis.js"
+import { expectOneView, routesEndToEnd, type RedisServer, redisAvailable, startRedis } from "./support/redis.js"
 
 const available = redisAvailable()
 const password = "s3cret-Pa55word"
@@ -37,66 +37,14 @@ describe.runIf(available)("RedisState (redis-server on loopback)", () => {
       expect(error.issues.map((i) => i.path).sort()).toEqual(["RedisState.keyPrefix", "RedisState.port", "RedisState.url"])
     }))
 
-  it.live("a router over Router.policies and the Redis store routes requests end to end", () => {
-    const fake = FakeProvider.unsafeMake({ reply: "hello" })
-    const keyPrefix = fresh()
-    return Effect.gen(function*() {
-      for (let i = 0; i < 20; i++) {
-        const reply = yield* Router.chat({ model: "g", messages: [{ role: "user", content: "hi" }] })
-        expect(JSON.stringify(reply)).toContain("hello")
-      }
-      const router = yield* Router.Router
-      const state = yield* RouterState.RouterState
-      const stats = yield* state.snapshot(router.deployments)
-      expect(stats.reduce((n, s) => n + s.requests, 0)).toBe(20)
-      expect(stats.every((s) => s.inFlight === 0)).toBe(true)
-      expect(stats.reduce((n, s) => n + s.completed, 0)).toBe(20)
-    }).pipe(
-      Effect.provide(
-        Router.layer({
-          deployments: [
-            { id: "a", group: "g", provider: fake, model: "m", maxConcurrent: 5 },
-            { id: "b", group: "g", provider: fake, model: "m", maxConcurrent: 5 }
-          ]
-        }).pipe(Layer.provideMerge(Router.policies), Layer.provideMerge(RedisState.layer(options(keyPrefix))))
-      )
-    )
-  }, 20_000)
+  it.live("a router over Router.policies and the Redis store routes requests end to end", () => routesEndToEnd(RedisState.layer(options(fresh()))), 20_000)
 
   it.live("two instances (two connections, one prefix) see each other's leases, circuits and spend", () =>
     Effect.scoped(Effect.gen(function*() {
       const keyPrefix = fresh()
       const one = yield* RedisState.make(options(keyPrefix))
       const two = yield* RedisState.make(options(keyPrefix))
-      const fake = FakeProvider.unsafeMake()
-      const ds = Either.getOrThrow(Deployment.fromConfig([
-        { id: "x", group: "g", provider: fake, model: "m", maxConcurrent: 1 },
-        { id: "y", group: "g", provider: fake, model: "m", maxConcurrent: 1 }
-      ], {}))
-      const reservation: RouterState.Reservation = {
-        deployments: ds,
-        admit: (d, stats) => (d.maxConcurrent !== undefined && stats.inFlight >= d.maxConcurrent ? { refused: "full" } : "take"),
-        pick: (cs) => Effect.succeed(cs[0]),
-        claim: (r) => r,
-        ttlMs: 60_000
-      }
-      const a = yield* one.reserve(reservation)
-      const b = yield* two.reserve(reservation)
-      expect([a.deployment.id, b.deployment.id]).toEqual(["x", "y"])
-      const full = yield* Effect.flip(one.reserve(reservation))
-      expect(full._tag === "Unreserved" && full.full).toBe(2)
-      yield* two.complete(a, { result: "success", kind: "call", latencyMs: 5, tokens: 3 })
-      const c = yield* one.reserve(reservation)
-      expect(c.deployment.id).toBe("x")
-      yield* one.modifyCooldown(ds, 1, () => [undefined, { record: { status: "open", until: 123, ejections: 1, reason: "failures" }, resetOutcomes: false }])
-      const [, y] = yield* two.snapshot(ds)
-      expect(y.cooldown).toEqual({ status: "open", until: 123, ejections: 1, reason: "failures" })
-      yield* one.addSpend(["total"], 0.5)
-      yield* two.addSpend(["total"], 0.25)
-      expect(yield* two.spend("total")).toBe(0.75)
-      expect(yield* one.modify("k", 0, (n: number) => [n, n + 1] as const)).toBe(0)
-      expect(yield* two.modify("k", 0, (n: number) => [n, n + 1] as const)).toBe(1)
-      expect(yield* one.modify("k", 0, (n: number) => [n, n + 1] as const)).toBe(2)
+      yield* expectOneView(one, two)
     })), 20_000)
 
   it.live("Redis down: operations fail with a typed StoreError without credentials, and the router keeps serving", () => {

@@ -13,7 +13,7 @@
  *
  * @internal
  */
-import { Redis, type RedisOptions } from "ioredis"
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -42,13 +42,36 @@ import { LatencySketch } from "./sketch.js"
 import { periodOf, Refusals, sample, WindowOptions } from "./state.js"
 
 const Secret = Schema.Union(NonEmptyString, Schema.RedactedFromSelf(NonEmptyString))
+const Port = Schema.Number.pipe(Schema.int(), Schema.between(1, 65535, { message: () => "expected a port (1-65535)" }))
+/**
+ * A Cluster node: `"host:port"` (no scheme, so no credentials in it: they go in
+ * `password`/`username`) or `{ host, port }`. One schema with one message, which never echoes the
+ * value (a URL given by mistake may carry a password).
+ */
+const isPort = (n: unknown) => typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 65535
+const ClusterNode = Schema.declare(
+  (u: unknown): u is string | { readonly host: string; readonly port: number } => {
+    if (typeof u === "string") {
+      const match = /^([^\s/@:]+|\[[0-9a-fA-F:.]+\]):(\d+)$/.exec(u)
+      return match !== null && isPort(Number(match[2]))
+    }
+    if (typeof u !== "object" || u === null) return false
+    const { host, port, ...rest } = u as Record<string, unknown>
+    return typeof host === "string" && host.length > 0 && isPort(port) && Object.keys(rest).length === 0
+  },
+  { message: () => "expected \"host:port\" or { host, port } with a port 1-65535 (credentials go in password/username)" }
+)
+const ClusterSchema = Schema.Struct({
+  nodes: Schema.Array(ClusterNode).pipe(Schema.minItems(1, { message: () => "expected at least one node" }))
+})
 const OptionsSchema = Schema.Struct({
+  cluster: Schema.optional(ClusterSchema),
   url: Schema.optional(Secret.pipe(Schema.filter((u) => {
     const text = typeof u === "string" ? u : Redacted.value(u)
     return /^rediss?:\/\//.test(text) || "expected a redis:// or rediss:// URL"
   }))),
   host: Schema.optional(NonEmptyString),
-  port: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(1, 65535, { message: () => "expected a port (1-65535)" }))),
+  port: Schema.optional(Port),
   username: Schema.optional(NonEmptyString),
   password: Schema.optional(Secret),
   db: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(0, 15, { message: () => "expected a database index (0-15)" }))),
@@ -56,7 +79,18 @@ const OptionsSchema = Schema.Struct({
   keyPrefix: Schema.optional(NonEmptyString.pipe(Schema.filter((p) => !/[{}]/.test(p) || "expected no braces (the prefix is the hash tag)"))),
   commandTimeout: Schema.optional(PositiveDuration),
   ...WindowOptions
-})
+}).pipe(Schema.filter((o) => {
+  if (o.cluster === undefined) return true
+  // a Cluster is reached through its nodes, on database 0: the single-server fields are refused
+  const clashes = (["url", "host", "port", "db"] as const).filter((k) => o[k] !== undefined)
+  return clashes.length === 0 || [
+    { path: ["cluster"], message: `expected either cluster or ${clashes.join("/")}, not both` },
+    ...clashes.map((k) => ({
+      path: [k],
+      message: k === "db" ? "not with cluster: Redis Cluster has database 0 only" : "not with cluster: give the nodes in cluster.nodes"
+    }))
+  ]
+}))
 const validate = validateConfig(OptionsSchema, "RedisState")
 
 const closed: CooldownRecord = { status: "closed", until: 0, ejections: 0, reason: "failures" }
@@ -148,7 +182,7 @@ const budgetKey = (prefix: string, charge: BudgetCharge, now: number) => {
   return { key: `${prefix}b:${charge.key}/${charge.period}@${start}`, end, ttlMs: end - start + 3_600_000 }
 }
 
-type Commands = Redis & Record<"llmRead" | "llmTake" | "llmComplete" | "llmRenew" | "llmCircuit" | "llmCas" | "llmSpend", (...args: Array<string | number>) => Promise<unknown>>
+type Commands = (Redis | Cluster) & Record<"llmRead" | "llmTake" | "llmComplete" | "llmRenew" | "llmCircuit" | "llmCas" | "llmSpend", (...args: Array<string | number>) => Promise<unknown>>
 
 /** @internal */
 export const make = (input: Options): Effect.Effect<Service, InvalidConfig, Scope.Scope> =>
@@ -175,8 +209,28 @@ export const make = (input: Options): Effect.Effect<Service, InvalidConfig, Scop
       ...(options.db === undefined ? {} : { db: options.db }),
       ...(options.tls === true ? { tls: {} } : {})
     }
+    const cluster = options.cluster
+    const makeClient = (): Redis | Cluster => {
+      if (cluster === undefined) return url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)
+      const { lazyConnect: _lazy, retryStrategy, ...nodeOptions } = clientOptions
+      const clusterOptions: ClusterOptions = {
+        lazyConnect: true,
+        // the per-node options: auth, TLS, commandTimeout and maxRetriesPerRequest hold on every node
+        redisOptions: nodeOptions,
+        clusterRetryStrategy: retryStrategy ?? null,
+        // a lost slot map (failover, resharding) is refreshed quickly, within the command timeout
+        slotsRefreshTimeout: Math.min(clientOptions.commandTimeout ?? 1_000, 1_000)
+      }
+      // "host:port" (or "[v6]:port") is split here, not left to the client's URL parsing
+      const nodes = cluster.nodes.map((n) => {
+        if (typeof n !== "string") return { host: n.host, port: n.port }
+        const colon = n.lastIndexOf(":")
+        return { host: n.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(n.slice(colon + 1)) }
+      })
+      return new Cluster(nodes, clusterOptions)
+    }
     const acquire = Effect.sync(() => {
-      const redis = (url === undefined ? new Redis(clientOptions) : new Redis(url, clientOptions)) as Commands
+      const redis = makeClient() as Commands
       // errors reach the operations that meet them (StoreError); the event must be listened to
       redis.on("error", () => {})
       const define = (name: string, lua: string) => redis.defineCommand(name, { numberOfKeys: 1, lua })
@@ -195,7 +249,10 @@ export const make = (input: Options): Effect.Effect<Service, InvalidConfig, Scop
       Effect.promise(() =>
         Promise.race([redis.quit().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1_000))]).finally(() => redis.disconnect())
       )
-    return Effect.map(Effect.acquireRelease(acquire, release), (redis) => build(redis, { base, routeKey, bucketMs, windowMs, alpha, scrub }))
+    // a Cluster queues a command while it has no node for its slot (commandTimeout starts only on
+    // a node): the store bounds the wait itself, so a Cluster that is down is a timeout too
+    const backstopMs = cluster === undefined ? undefined : clientOptions.commandTimeout
+    return Effect.map(Effect.acquireRelease(acquire, release), (redis) => build(redis, { base, routeKey, bucketMs, windowMs, alpha, scrub, backstopMs }))
   })
 
 /** The password in a URL as it may appear percent-decoded in an error. */
@@ -215,22 +272,30 @@ interface Settings {
   readonly windowMs: number
   readonly alpha: number
   readonly scrub: (text: string) => string
+  /** When set, an operation not answered within it fails (`StoreError`) even if the client still holds it. */
+  readonly backstopMs?: number | undefined
 }
 
 const build = (redis: Commands, settings: Settings): Service => {
-  const { alpha, base, bucketMs, routeKey, scrub, windowMs } = settings
+  const { alpha, backstopMs, base, bucketMs, routeKey, scrub, windowMs } = settings
   /** Failures so far, and the last: a reservation queued behind one that failed fails at once (see `serialized`). */
   let failures = 0
   let lastFailure = ""
-  const call = <A>(operation: string, f: () => Promise<unknown>): Effect.Effect<A, StoreError> =>
-    Effect.tryPromise({
-      try: () => f() as Promise<A>,
-      catch: (error) => {
-        failures++
-        lastFailure = `Redis: ${scrub(error instanceof Error ? error.message : String(error))}`
-        return new StoreError({ operation, message: lastFailure })
-      }
-    })
+  const fail = (operation: string, error: unknown) => {
+    failures++
+    lastFailure = `Redis: ${scrub(error instanceof Error ? error.message : String(error))}`
+    return new StoreError({ operation, message: lastFailure })
+  }
+  const call = <A>(operation: string, f: () => Promise<unknown>): Effect.Effect<A, StoreError> => {
+    const attempt = Effect.tryPromise({ try: () => f() as Promise<A>, catch: (error) => fail(operation, error) })
+    return backstopMs === undefined ? attempt : attempt.pipe(
+      Effect.timeoutFail({
+        // a little past commandTimeout, so a command that reached a node times out there as usual
+        duration: Duration.millis(backstopMs + 50),
+        onTimeout: () => fail(operation, `Command timed out: no Cluster node took it within ${backstopMs} ms`)
+      })
+    )
+  }
   /**
    * Runs `effect` holding `key`'s lock. When Redis failed while it waited for the lock (a timeout,
    * a lost connection), it fails at once instead of trying in turn: N reservations queued behind

@@ -61,7 +61,8 @@ const formatPath = (root: string, path: ReadonlyArray<PropertyKey>): string => {
 /**
  * The issues of a parse error, one per bad field, each with its path under `root`. An optional
  * field's union with `undefined` yields a second "Expected undefined" issue next to the real
- * one: it is dropped; the members of a union of literals are listed in one issue.
+ * one (at its path or, for a struct or array, under it): it is dropped; the members of a union
+ * of literals are listed in one issue.
  */
 export const formatIssues = (error: ParseResult.ParseError, root: string) => {
   const issues = ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
@@ -69,7 +70,8 @@ export const formatIssues = (error: ParseResult.ParseError, root: string) => {
     message: issue.message
   }))
   const kept = issues.filter((issue) =>
-    !(issue.message.startsWith("Expected undefined, actual") && issues.some((o) => o !== issue && o.path === issue.path))
+    !(issue.message.startsWith("Expected undefined, actual") &&
+      issues.some((o) => o !== issue && (o.path === issue.path || o.path.startsWith(`${issue.path}.`) || o.path.startsWith(`${issue.path}[`))))
   )
   // A union of literals reports each member that did not match: one issue lists them all.
   const out: Array<{ readonly path: string; message: string }> = []

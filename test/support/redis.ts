@@ -9,6 +9,10 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { expect } from "@effect/vitest"
+import { Effect, Either, Layer } from "effect"
+import { Deployment, Router, RouterState } from "../../src/index.js"
+import { FakeProvider } from "../../src/testing.js"
 
 export const redisServerPath = (): string | undefined => {
   try {
@@ -108,4 +112,172 @@ export const startRedis = async (options: { readonly password?: string } = {}): 
       fs.rmSync(dir, { recursive: true, force: true })
     }
   }
+}
+
+const redisCliPath = (): string | undefined => {
+  try {
+    return execFileSync("sh", ["-c", "command -v redis-cli"], { encoding: "utf8" }).trim() || undefined
+  } catch {
+    return undefined
+  }
+}
+
+export const clusterMissingNotice = "Redis Cluster suite did not run: redis-server or redis-cli not found (apt-get install redis-server)"
+
+/** As `redisAvailable`, for the Cluster suite (it needs `redis-cli` too, to create the cluster). */
+export const redisClusterAvailable = (): boolean => {
+  if (redisServerPath() !== undefined && redisCliPath() !== undefined) return true
+  if (process.env.CI) throw new Error(`${clusterMissingNotice}; CI must run it`)
+  console.warn(clusterMissingNotice)
+  return false
+}
+
+export interface RedisCluster {
+  /** The nodes' ports (three masters, no replicas), all on 127.0.0.1. */
+  readonly ports: ReadonlyArray<number>
+  readonly nodes: ReadonlyArray<{ readonly host: string; readonly port: number }>
+  /** The port of the master serving `key`'s slot (`CLUSTER KEYSLOT`, then `CLUSTER SLOTS`). */
+  readonly nodeOf: (key: string) => number
+  /** Stops every node for good and removes their directory. */
+  readonly remove: () => Promise<void>
+}
+
+/**
+ * A throwaway Redis Cluster: three `redis-server --cluster-enabled yes` on free loopback ports in
+ * one temporary directory (no persistence), joined by `redis-cli --cluster create` with no
+ * replicas, returned once every node's `CLUSTER INFO` says `cluster_state:ok`.
+ */
+export const startRedisCluster = async (): Promise<RedisCluster> => {
+  const bin = redisServerPath()
+  const cli = redisCliPath()
+  if (bin === undefined || cli === undefined) throw new Error(clusterMissingNotice)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llm-router-redis-cluster-"))
+  const children: Array<ChildProcess> = []
+  const ports: Array<number> = []
+  const redisCli = (port: number, ...args: Array<string>) =>
+    execFileSync(cli, ["-h", "127.0.0.1", "-p", String(port), ...args], { encoding: "utf8", timeout: 10_000 })
+  const remove = async () => {
+    await Promise.all(children.splice(0).map((child) =>
+      child.exitCode !== null || child.signalCode !== null ? undefined : new Promise<void>((resolve) => {
+        child.once("exit", () => resolve())
+        child.kill("SIGKILL")
+      })
+    ))
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    for (let i = 0; i < 3; i++) {
+      let port = await freePort()
+      while (ports.includes(port)) port = await freePort()
+      ports.push(port)
+      children.push(spawn(bin, [
+        "--port", String(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`,
+        "--save", "", "--appendonly", "no", "--dir", dir
+      ], { stdio: "ignore" }))
+    }
+    const deadline = Date.now() + 20_000
+    for (const port of ports) {
+      while (!(await ping(port))) {
+        if (Date.now() > deadline) throw new Error(`redis-server (cluster node) did not answer on port ${port}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
+    execFileSync(cli, ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], {
+      stdio: "ignore",
+      timeout: 20_000
+    })
+    for (const port of ports) {
+      while (!/cluster_state:ok/.test(redisCli(port, "CLUSTER", "INFO"))) {
+        if (Date.now() > deadline) throw new Error(`Redis Cluster node ${port} did not reach cluster_state:ok`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+  } catch (error) {
+    await remove()
+    throw error
+  }
+  // slot ranges -> master port, as the cluster reports them (redis-cli prints one value a line)
+  const ranges: Array<readonly [number, number, number]> = []
+  const lines = redisCli(ports[0], "CLUSTER", "SLOTS").trim().split("\n").map((l) => l.trim())
+  for (let i = 0; i + 3 < lines.length; i++) {
+    const [from, to, host, port] = lines.slice(i, i + 4)
+    if (/^\d+$/.test(from) && /^\d+$/.test(to) && host === "127.0.0.1" && ports.includes(Number(port))) {
+      ranges.push([Number(from), Number(to), Number(port)])
+      i += 3
+    }
+  }
+  return {
+    ports,
+    nodes: ports.map((port) => ({ host: "127.0.0.1", port })),
+    nodeOf: (key) => {
+      const slot = Number(redisCli(ports[0], "CLUSTER", "KEYSLOT", key).trim())
+      const found = ranges.find(([from, to]) => slot >= from && slot <= to)
+      if (found === undefined) throw new Error(`no node serves slot ${slot}`)
+      return found[2]
+    },
+    remove
+  }
+}
+
+/**
+ * Two stores over one shared state (two connections, one prefix) see each other's leases,
+ * refusals, circuits, spend and policy state.
+ */
+export const expectOneView = (one: RouterState.Service, two: RouterState.Service) =>
+  Effect.gen(function*() {
+    const fake = FakeProvider.unsafeMake()
+    const ds = Either.getOrThrow(Deployment.fromConfig([
+      { id: "x", group: "g", provider: fake, model: "m", maxConcurrent: 1 },
+      { id: "y", group: "g", provider: fake, model: "m", maxConcurrent: 1 }
+    ], {}))
+    const reservation: RouterState.Reservation = {
+      deployments: ds,
+      admit: (d, stats) => (d.maxConcurrent !== undefined && stats.inFlight >= d.maxConcurrent ? { refused: "full" } : "take"),
+      pick: (cs) => Effect.succeed(cs[0]),
+      claim: (r) => r,
+      ttlMs: 60_000
+    }
+    const a = yield* one.reserve(reservation)
+    const b = yield* two.reserve(reservation)
+    expect([a.deployment.id, b.deployment.id]).toEqual(["x", "y"])
+    const full = yield* Effect.flip(one.reserve(reservation))
+    expect(full._tag === "Unreserved" && full.full).toBe(2)
+    yield* two.complete(a, { result: "success", kind: "call", latencyMs: 5, tokens: 3 })
+    const c = yield* one.reserve(reservation)
+    expect(c.deployment.id).toBe("x")
+    yield* one.modifyCooldown(ds, 1, () => [undefined, { record: { status: "open", until: 123, ejections: 1, reason: "failures" }, resetOutcomes: false }])
+    const [, y] = yield* two.snapshot(ds)
+    expect(y.cooldown).toEqual({ status: "open", until: 123, ejections: 1, reason: "failures" })
+    yield* one.addSpend(["total"], 0.5)
+    yield* two.addSpend(["total"], 0.25)
+    expect(yield* two.spend("total")).toBe(0.75)
+    expect(yield* one.modify("k", 0, (n: number) => [n, n + 1] as const)).toBe(0)
+    expect(yield* two.modify("k", 0, (n: number) => [n, n + 1] as const)).toBe(1)
+    expect(yield* one.modify("k", 0, (n: number) => [n, n + 1] as const)).toBe(2)
+  })
+
+/** A router over `Router.policies` and `store` serves 20 requests end to end; the store counts them. */
+export const routesEndToEnd = <E>(store: Layer.Layer<RouterState.RouterState, E>) => {
+  const fake = FakeProvider.unsafeMake({ reply: "hello" })
+  return Effect.gen(function*() {
+    for (let i = 0; i < 20; i++) {
+      const reply = yield* Router.chat({ model: "g", messages: [{ role: "user", content: "hi" }] })
+      expect(JSON.stringify(reply)).toContain("hello")
+    }
+    const router = yield* Router.Router
+    const state = yield* RouterState.RouterState
+    const stats = yield* state.snapshot(router.deployments)
+    expect(stats.reduce((n, s) => n + s.requests, 0)).toBe(20)
+    expect(stats.every((s) => s.inFlight === 0)).toBe(true)
+    expect(stats.reduce((n, s) => n + s.completed, 0)).toBe(20)
+  }).pipe(
+    Effect.provide(
+      Router.layer({
+        deployments: [
+          { id: "a", group: "g", provider: fake, model: "m", maxConcurrent: 5 },
+          { id: "b", group: "g", provider: fake, model: "m", maxConcurrent: 5 }
+        ]
+      }).pipe(Layer.provideMerge(Router.policies), Layer.provideMerge(store))
+    )
+  )
 }
