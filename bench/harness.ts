@@ -204,6 +204,15 @@ export const machine = (): Machine => {
   }
 }
 
+/** The machine fields every bench's JSON line ends with, and how long the run took. */
+export const runFields = (m: Machine, seconds: number) => ({
+  node: m.node,
+  cpu: m.cpu,
+  cores: m.cores,
+  loadAverageAtStart: m.loadAverage[0],
+  seconds: round2(seconds)
+})
+
 export const describeMachine = (m: Machine): string =>
   `node ${m.node} | ${m.platform} | ${m.cpu} | ${m.cores} cores | ${m.memoryGB} GB | ` +
   `load average ${m.loadAverage.join(" ")}`

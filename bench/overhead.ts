@@ -121,7 +121,8 @@ import {
   runInterleaved,
   type Variant,
   type Work,
-  workPerCall
+  workPerCall,
+  runFields
 } from "./harness.js"
 
 // -------------------------------------------------------------------------------------------
@@ -633,12 +634,8 @@ const main = async () => {
     samples: SAMPLES,
     batch: BATCH,
     quick: QUICK,
-    node: machine.node,
-    cpu: machine.cpu,
-    cores: machine.cores,
-    loadAverageAtStart: machine.loadAverage[0],
-    loadAverageAtEnd: round2(os.loadavg()[0]),
-    seconds: round2((performance.now() - startedAll) / 1000)
+    ...runFields(machine, (performance.now() - startedAll) / 1000),
+    loadAverageAtEnd: round2(os.loadavg()[0])
   }
   log(
     `routed (3 deployments) adds ${fmt(addedMedianUs)} us at the median over a direct call ` +

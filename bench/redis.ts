@@ -57,7 +57,8 @@ import {
   root,
   round2,
   runInterleaved,
-  type Variant
+  type Variant,
+  runFields
 } from "./harness.js"
 
 const QUICK = process.env.BENCH_QUICK === "1" || process.env.BENCH_QUICK === "true"
@@ -223,11 +224,7 @@ const main = async () => {
       samples: SAMPLES,
       batch: BATCH,
       quick: QUICK,
-      node: machine.node,
-      cpu: machine.cpu,
-      cores: machine.cores,
-      loadAverageAtStart: machine.loadAverage[0],
-      seconds: round2((performance.now() - startedAll) / 1000)
+      ...runFields(machine, (performance.now() - startedAll) / 1000)
     }
     log(JSON.stringify(result))
   } finally {

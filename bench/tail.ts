@@ -51,7 +51,7 @@ import * as TestContext from "effect/TestContext"
 import { Hedge, type Provider, Router } from "../src/index.js"
 import { normal } from "../src/internal/prng.js"
 import { FakeProvider } from "../src/testing.js"
-import { describeMachine, fmt, log, lpad, machine as machineInfo, pad, quantile, round2 } from "./harness.js"
+import { describeMachine, fmt, log, lpad, machine as machineInfo, pad, quantile, round2, runFields } from "./harness.js"
 import { DrainFirstScheduler, drawsFor, driveArrivals, poissonGaps, runSimulation } from "./sim.js"
 
 // -------------------------------------------------------------------------------------------
@@ -588,11 +588,7 @@ const main = async () => {
     fixedDelayMs: FIXED_DELAY_MS,
     seed: SEED,
     quick: QUICK,
-    node: machine.node,
-    cpu: machine.cpu,
-    cores: machine.cores,
-    loadAverageAtStart: machine.loadAverage[0],
-    seconds: round2(seconds)
+    ...runFields(machine, seconds)
   }
   log(JSON.stringify(result))
 }

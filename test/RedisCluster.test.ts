@@ -9,7 +9,8 @@ import { spawn } from "node:child_process"
 import { Cluster } from "ioredis"
 import * as RedisState from "../src/RedisState.js"
 import { StoreContract } from "../src/testing.js"
-import { expectOneView, routesEndToEnd, type RedisCluster, redisClusterAvailable, startRedisCluster } from "./support/redis.js"
+import { type RedisCluster, redisClusterAvailable, startRedisCluster } from "./support/redis.js"
+import { expectOneView, routesEndToEnd } from "./support/sharedStore.js"
 
 const available = redisClusterAvailable()
 let cluster: RedisCluster

@@ -7,7 +7,8 @@ import { Effect, Layer, Redacted } from "effect"
 import { Router, RouterState } from "../src/index.js"
 import * as RedisState from "../src/RedisState.js"
 import { FakeProvider, StoreContract } from "../src/testing.js"
-import { expectOneView, routesEndToEnd, type RedisServer, redisAvailable, startRedis } from "./support/redis.js"
+import { type RedisServer, redisAvailable, startRedis } from "./support/redis.js"
+import { expectOneView, routesEndToEnd } from "./support/sharedStore.js"
 
 const available = redisAvailable()
 const password = "s3cret-Pa55word"
